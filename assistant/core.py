@@ -1,0 +1,216 @@
+"""`Assistant`: the one core that the CLI, the web app and Python callers share.
+
+    from assistant import Assistant
+    bot = Assistant.open("index")
+    bot.index(["corpus"])
+    hits = bot.search("Hvordan kom søknaden om sosialhjelp i stand?", k=5)
+    answer = bot.ask("How did the social-assistance application come about?")
+
+An `Assistant` owns the embedder, a writer store for indexing, one read-only
+store connection per thread for searching, and the vector index of the
+current generation. After an index run (in this process or another), the next
+query notices the new generation and swaps in the new vector index; queries
+already running finish on the old one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import vectors
+from .chunking import ChunkParams
+from .embedding import Embedder, load_embedder
+from .errors import QuestionError
+from .indexing import Indexer, Progress, is_locked, writer_lock
+from .retrieve import Retriever
+from .settings import Settings
+from .store import DB_NAME, FORMAT_VERSION, Store, connect
+from .types import Answer, Document, Hit, IndexReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    index_dir: str
+    documents: int
+    chunks: int
+    model: str
+    dimension: int
+    vector_index: str
+    size_bytes: int
+    updated_at: float | None
+    generation: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Assistant:
+    """Index documents and answer questions over them. Create with `Assistant.open`."""
+
+    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.index_dir = Path(settings.index_dir)
+        self.params = ChunkParams(target=settings.chunk_chars, overlap=settings.chunk_overlap)
+        self._local = threading.local()
+        self._swap = threading.Lock()
+        self._vectors: vectors.VectorIndex | None = None
+        self._store_id: tuple[int, int] | None = None
+
+    @classmethod
+    def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None,
+             embedder: Embedder | None = None, **overrides: Any) -> "Assistant":
+        """Open (or create) the index in `index_dir`, checking that it was built with these settings."""
+        settings = settings or Settings.load(**overrides)
+        if index_dir is not None:
+            settings = replace(settings, index_dir=Path(index_dir))
+        bot = cls(settings, embedder or load_embedder(settings))
+        bot._writer_store().close()  # creates the store, or checks its stamp
+        return bot
+
+    # -- the stamp: what vectors in this index mean -----------------------------
+    def stamp(self) -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, "model": self.embedder.model_id,
+                "fingerprint": self.embedder.fingerprint, "dimension": self.embedder.dimension,
+                "passage_prompt": self.settings.passage_prompt, **self.params.stamp}
+
+    def _writer_store(self) -> Store:
+        return Store.open(self.index_dir, self.stamp(), create=True)
+
+    # -- indexing ---------------------------------------------------------------
+    def index(self, corpus_dirs: Sequence[str | Path] | None = None, *, rebuild: bool = False,
+              progress: Progress | None = None) -> IndexReport:
+        """Bring the index up to date with `corpus_dirs` (default: the settings' corpus folders)."""
+        dirs = [Path(d) for d in (corpus_dirs or self.settings.corpus_dirs)]
+        with writer_lock(self.index_dir):
+            if rebuild:
+                return self._rebuild(dirs, progress)
+            store = self._writer_store()
+            try:
+                return self._indexer(store, self.index_dir).run(dirs, progress)
+            finally:
+                store.close()
+
+    def _indexer(self, store: Store, index_dir: Path) -> Indexer:
+        s = self.settings
+        return Indexer(index_dir, store, self.embedder, self.params, passage_prompt=s.passage_prompt,
+                       batch_size=s.batch_size, max_file_bytes=s.max_file_bytes,
+                       max_doc_chars=s.max_doc_chars)
+
+    def _rebuild(self, dirs: list[Path], progress: Progress | None) -> IndexReport:
+        """Build a fresh index beside the old one, then swap it in; the old one serves until then."""
+        tmp = self.index_dir / f".rebuild-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        store = Store.open(tmp, self.stamp(), create=True)
+        try:
+            report = self._indexer(store, tmp).run(dirs, progress)
+            store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.db.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            store.close()
+        self._close_readers()
+        for suffix in ("-wal", "-shm"):
+            (self.index_dir / (DB_NAME + suffix)).unlink(missing_ok=True)
+        for old in self.index_dir.glob("dense-*.faiss"):
+            old.unlink()
+        for new in tmp.glob("dense-*.faiss"):
+            os.replace(new, self.index_dir / new.name)
+        os.replace(tmp / DB_NAME, self.index_dir / DB_NAME)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return report
+
+    # -- reading ----------------------------------------------------------------
+    def _reader(self) -> Store:
+        """This thread's read-only store connection, reopened when the store file was replaced."""
+        path = self.index_dir / DB_NAME
+        st = path.stat()
+        ident = (st.st_dev, st.st_ino)
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None or getattr(self._local, "ident", None) != ident:
+            if store is not None:
+                store.close()
+            store = Store(connect(path, readonly=True))
+            self._local.store, self._local.ident = store, ident
+        return store
+
+    def _close_readers(self) -> None:
+        store = getattr(self._local, "store", None)
+        if store is not None:
+            store.close()
+            self._local.store = None
+        self._vectors = None
+
+    def refresh(self) -> bool:
+        """Swap in the vector index of the newest committed generation. True if it changed."""
+        store = self._reader()
+        generation = store.generation
+        ident = getattr(self._local, "ident", None)
+        current = self._vectors
+        if current is not None and current.generation == generation and self._store_id == ident:
+            return False
+        with self._swap:
+            current = self._vectors
+            if current is not None and current.generation == generation and self._store_id == ident:
+                return False
+            path = self.index_dir / f"dense-{generation}.faiss"
+            if current is not None and not path.exists() and is_locked(self.index_dir):
+                return False  # the writer is about to publish it; keep serving the previous one
+            self._vectors = vectors.load(self.index_dir, store, self.embedder.dimension)
+            self._store_id = ident
+            return True
+
+    def retriever(self) -> Retriever:
+        self.refresh()
+        assert self._vectors is not None
+        s = self.settings
+        return Retriever(self._reader(), self._vectors, self.embedder, query_prompt=s.query_prompt,
+                         candidates=s.candidates, max_per_doc=s.max_per_doc)
+
+    def check_question(self, question: str) -> str:
+        question = (question or "").strip()
+        if not question:
+            raise QuestionError("the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise QuestionError(f"the question is {len(question)} characters long; "
+                                f"the limit is {self.settings.max_question_chars}")
+        return question
+
+    def search(self, question: str, k: int = 5, *, mode: str = "hybrid") -> list[Hit]:
+        """The `k` best passages for `question`, best first."""
+        return self.retriever().search(self.check_question(question), k, mode=mode)
+
+    def ask(self, question: str, history: Sequence[tuple[str, str]] = (), *, k: int = 5) -> Answer:
+        """An answer with numbered citations, or a refusal when the documents are silent."""
+        from .answering import answer_question
+
+        return answer_question(self, self.check_question(question), history, k=k)
+
+    def document(self, doc_id: str) -> Document | None:
+        return self._reader().document(doc_id)
+
+    def info(self) -> IndexInfo:
+        store = self._reader()
+        docs, chunks = store.counts()
+        size = sum(p.stat().st_size for p in self.index_dir.glob("*") if p.is_file())
+        updated = store.get_meta("updated_at")
+        return IndexInfo(str(self.index_dir), docs, chunks, self.embedder.model_id, self.embedder.dimension,
+                         vectors.index_kind(chunks), size, float(updated) if updated else None,
+                         store.generation)
+
+    def close(self) -> None:
+        self._close_readers()
+
+    def __enter__(self) -> "Assistant":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

