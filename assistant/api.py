@@ -6,39 +6,41 @@
 Endpoints are plain (sync) functions, so FastAPI runs the CPU-heavy retrieval
 in its thread pool and the event loop stays free. A bad question (empty,
 longer than `Settings.max_question_chars`) or a malformed body is a 4xx with
-`{"error": "..."}`; it is never a 500.
+`{"error": "..."}`; it is never a 500. Only `web.build_app` imports this
+module (it imports FastAPI at the top).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
 from .answering import answer_json, hit_json
 from .errors import AssistantError, QuestionError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from .core import Assistant
 
 MAX_TURNS = 20
 MAX_K = 50
 
 
-def add_api_routes(app: "FastAPI", bot: "Assistant") -> None:
+class AskRequest(BaseModel):
+    question: str
+    history: list[tuple[str, str]] = Field(default_factory=list, max_length=MAX_TURNS)
+
+
+class SearchRequest(BaseModel):
+    question: str
+    k: int = Field(default=5, ge=1, le=MAX_K)
+
+
+def add_api_routes(app: FastAPI, bot: "Assistant") -> None:
     """Add the `/api/*` routes for `bot` to `app`."""
-    from fastapi import Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field
-
-    class AskRequest(BaseModel):
-        question: str
-        history: list[tuple[str, str]] = Field(default_factory=list, max_length=MAX_TURNS)
-
-    class SearchRequest(BaseModel):
-        question: str
-        k: int = Field(default=5, ge=1, le=MAX_K)
 
     def limit_history(history: list[tuple[str, str]]) -> list[tuple[str, str]]:
         cap = bot.settings.max_question_chars * 4

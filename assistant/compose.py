@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .language import is_norwegian
+from .language import detect_language, is_norwegian
 from .sentences import sentence_spans
+from .terms import asks_for_quantity, content_words, numbers
 from .types import Answer, Citation, Hit
 
 if TYPE_CHECKING:  # the protocol lives with the embedders; compose only calls `embed`
@@ -38,10 +39,9 @@ __all__ = [
     "REFUSAL",
     "CROSS_LANGUAGE_NOTE",
     "DEFAULT_REFUSE_BELOW",
+    "DEFAULT_REFUSE_BELOW_CROSS",
     "Candidate",
     "candidate_sentences",
-    "content_words",
-    "stem",
     "refusal_features",
     "should_refuse",
     "compose_extractive",
@@ -67,8 +67,11 @@ CROSS_LANGUAGE_NOTE = {
     "nn": "Kjeldene er på engelsk; dette er kva dei seier:",
 }
 
-# Calibrated on the dev set with multilingual-e5-small and the e5 prompts (see README, "Refusal").
-DEFAULT_REFUSE_BELOW = 0.80
+# Calibrated on the dev set with multilingual-e5-small and the e5 prompts (see README, "Refusal"):
+# the best sentence's cosine with the question, when question and passage share a language ...
+DEFAULT_REFUSE_BELOW = 0.87
+# ... and when they do not (an English question over Norwegian passages scores lower).
+DEFAULT_REFUSE_BELOW_CROSS = 0.80
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
@@ -78,42 +81,6 @@ _LEANING = re.compile(
     r"(?:Her|Dette|Denne|Disse|Der|Slik|Dermed|Derfor|Da|Også|Samtidig|Likevel|Dei|Desse|Difor|"
     r"This|These|That|Those|Here|There|Thus|Therefore|However|Such|Also)\b"
 )
-_SUFFIXES = ("heten", "ene", "ane", "ens", "ing", "ers", "er", "en", "et", "ar", "a", "e", "s")
-
-STOPWORDS = frozenset(
-    """the a an and or of to in on for with from by is are was were be been being it its this that these those
-    what which who whom whose how why when where does do did has have had not no can could would should will
-    shall may might must about into over under than then there their they them he she his her we our you your
-    i me my as at if so such also only more most other any each all some according said says say
-    og i på for med til av er var som det den de en et ei at ikke om har hadde kan skal vil må fra ved
-    eller men så også bare mer mest andre hver alle noen blir ble være vært hvordan hva hvem hvilken hvilke
-    hvilket hvor hvorfor når etter under over mellom mot uten seg sin sitt sine vi dere oss deres jeg meg min
-    mitt du deg din ditt han hun hans hennes dette disse denne slik kva korleis kven kvifor kor ikkje eg ho
-    dei frå berre mykje noko nokon vere vore vart ifølge iflg får fikk gjør gjøre gjort sier sa nå da
-    kva kor kvar korleis kven kvifor """.split()
-)
-
-
-def stem(word: str) -> str:
-    """A light stem for Norwegian and English: lower case, one common suffix removed."""
-    w = word.lower()
-    for suffix in _SUFFIXES:
-        if len(w) - len(suffix) >= 4 and w.endswith(suffix):
-            return w[: -len(suffix)]
-    return w
-
-
-def content_words(text: str) -> list[str]:
-    """Stems of the words in `text` that carry content (no stop words, no single letters)."""
-    out = []
-    for match in _WORD.finditer(text):
-        w = match.group().lower()
-        if len(w) < 2 or w in STOPWORDS:
-            continue
-        out.append(stem(w))
-    return out
-
-
 @dataclass(frozen=True)
 class Candidate:
     """A sentence of a hit: `hit.text[start:end] == text`. `hit_index` is 0-based into the hits."""
@@ -221,40 +188,66 @@ def _score(question: str, hits: Sequence[Hit], embedder: "Embedder", *, query_pr
     return _Scored(candidates, s @ q, _lexical_scores(question, candidates), s, embed_seconds)
 
 
-def _features(question: str, hits: Sequence[Hit], scored: _Scored) -> dict[str, float]:
+def _quantity_unmet(question: str, hits: Sequence[Hit], min_shared: int = 2) -> bool:
+    """A quantity question whose top 3 passages state no new number near its words."""
+    if not asks_for_quantity(question):
+        return False
+    asked = numbers(question)
+    terms = set(content_words(question))
+    need = min(min_shared, len(terms))
+    for hit in hits[:3]:
+        for a, b in sentence_spans(hit.text):
+            sentence = hit.text[a:b]
+            if numbers(sentence) - asked and len(terms & set(content_words(sentence))) >= need:
+                return False
+    return True
+
+
+def _features(question: str, hits: Sequence[Hit], scored: _Scored, lang: str) -> dict[str, float]:
     top = hits[0] if hits else None
+    best = int(np.argmax(scored.dense)) if len(scored.dense) else -1
+    best_lang = hits[scored.candidates[best].hit_index].lang if best >= 0 else lang
     return {
-        "best_dense": float(scored.dense.max()) if len(scored.dense) else 0.0,
+        "best_dense": float(scored.dense[best]) if best >= 0 else 0.0,
         "best_lexical": float(scored.lexical.max()) if len(scored.lexical) else 0.0,
         "coverage": _coverage(question, hits[:3]),
         "top_score": float(top.score) if top else 0.0,
         "top_dense": float(top.dense_score) if top and top.dense_score is not None else 0.0,
         "candidates": float(len(scored.candidates)),
+        "cross_language": float(is_norwegian(lang) != is_norwegian(best_lang)),
+        "quantity_unmet": float(_quantity_unmet(question, hits)),
     }
 
 
-def refusal_features(question: str, hits: Sequence[Hit], embedder: "Embedder", *,
+def refusal_features(question: str, hits: Sequence[Hit], embedder: "Embedder", *, lang: str | None = None,
                      query_prompt: str = "query: ", passage_prompt: str = "passage: ",
                      max_hits: int = 5) -> dict[str, float]:
     """The signals the refusal decision uses, for calibration on a dev set.
 
     `best_dense`: the best candidate sentence's cosine with the question;
-    `best_lexical`: its best IDF-weighted share of the question's content words;
+    `cross_language`: 1 when that sentence's passage is in another language than the question;
+    `quantity_unmet`: 1 when the question asks how many / how much / when and the
+    top 3 passages state no number beside at least two of its content words;
+    `best_lexical`: the best IDF-weighted share of the question's content words in a sentence;
     `coverage`: the share of those words found anywhere in the top 3 hits;
     `top_score` / `top_dense`: the first hit's fused and dense retrieval scores.
     """
+    lang = lang or detect_language(question)
     scored = _score(question, hits, embedder, query_prompt=query_prompt,
                     passage_prompt=passage_prompt, max_hits=max_hits)
-    return _features(question, hits, scored)
+    return _features(question, hits, scored, lang)
 
 
 def should_refuse(features: dict[str, float], *, refuse_below: float = DEFAULT_REFUSE_BELOW,
-                  lexical_weight: float = 0.05) -> bool:
-    """Refuse when the best sentence's support (dense plus a little lexical) is below the threshold."""
+                  refuse_below_cross: float = DEFAULT_REFUSE_BELOW_CROSS,
+                  check_quantities: bool = True) -> bool:
+    """Refuse when the best sentence is too far from the question, or a quantity is asked and none is given."""
     if features.get("candidates", 0.0) <= 0:
         return True
-    support = features["best_dense"] + lexical_weight * features["best_lexical"]
-    return support < refuse_below
+    if check_quantities and features.get("quantity_unmet", 0.0) > 0:
+        return True
+    threshold = refuse_below_cross if features.get("cross_language", 0.0) > 0 else refuse_below
+    return features["best_dense"] < threshold
 
 
 def _mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float,
@@ -309,6 +302,7 @@ def refusal_answer(question: str, hits: Sequence[Hit], *, lang: str,
 def compose_extractive(question: str, hits: Sequence[Hit], embedder: "Embedder", *, lang: str,
                        query_prompt: str = "query: ", passage_prompt: str = "passage: ",
                        max_sentences: int = 4, refuse_below: float = DEFAULT_REFUSE_BELOW,
+                       refuse_below_cross: float = DEFAULT_REFUSE_BELOW_CROSS, check_quantities: bool = True,
                        max_hits: int = 5, lexical_weight: float = 0.3, diversity: float = 0.3,
                        relative_floor: float = 0.06) -> Answer:
     """Answer `question` by quoting the best sentences of `hits`, each marked `[n]`.
@@ -323,8 +317,9 @@ def compose_extractive(question: str, hits: Sequence[Hit], embedder: "Embedder",
     t0 = time.perf_counter()
     scored = _score(question, hits, embedder, query_prompt=query_prompt,
                     passage_prompt=passage_prompt, max_hits=max_hits)
-    features = _features(question, hits, scored)
-    if should_refuse(features, refuse_below=refuse_below):
+    features = _features(question, hits, scored, lang)
+    if should_refuse(features, refuse_below=refuse_below, refuse_below_cross=refuse_below_cross,
+                     check_quantities=check_quantities):
         log.debug("refusing %r: %s", question, features)
         elapsed = time.perf_counter() - t0
         return refusal_answer(question, hits, lang=lang, timings={

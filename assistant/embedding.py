@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -66,9 +67,8 @@ class SentenceTransformerEmbedder:
 
     `model` is a model name, a local folder, or a callable that returns a local
     folder when the model is first needed (the packaged model converts itself
-    that way). `quantize=True` applies torch dynamic int8 quantisation to the
-    Linear layers after loading (faster on CPU, slightly different vectors).
-    `num_threads`, when set, calls `torch.set_num_threads` on load.
+    that way). `num_threads`, when set, calls `torch.set_num_threads` on load
+    (1 is much faster for single queries on a busy, small machine).
     """
 
     def __init__(
@@ -79,7 +79,6 @@ class SentenceTransformerEmbedder:
         fingerprint: str | None = None,
         device: str = "cpu",
         batch_size: int = 16,
-        quantize: bool = False,
         num_threads: int | None = None,
     ) -> None:
         if batch_size < 1:
@@ -91,7 +90,6 @@ class SentenceTransformerEmbedder:
         self._fingerprint = fingerprint if fingerprint is not None else self._model_id
         self.device = device
         self.batch_size = batch_size
-        self.quantize = quantize
         self.num_threads = num_threads
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
@@ -152,19 +150,32 @@ class SentenceTransformerEmbedder:
             raise AssistantError(f"cannot import sentence-transformers: {exc}") from None
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
+        # The local cache first: no network round trips (and no minute of retries
+        # when offline) for a model that is already there. Then the hub, unless
+        # the source is a folder or the user asked for offline mode.
+        is_local = Path(source).exists()
         try:
-            with _quiet_transformers():
-                model = SentenceTransformer(str(source), device=self.device)
+            model = self._open(SentenceTransformer, str(source), local_only=True)
         except Exception as exc:  # hub, file and config errors come in many types
-            raise AssistantError(
-                f"cannot load model {self._model_id}: {_first_line(exc)} (no internet? pass a local path)"
-            ) from None
+            if is_local or _hub_offline():
+                raise self._cannot_load(exc, hint=not is_local) from None
+            log.info("model %s is not in the local cache; trying the Hugging Face hub", source)
+            try:
+                model = self._open(SentenceTransformer, str(source), local_only=False)
+            except Exception as hub_exc:
+                raise self._cannot_load(hub_exc, hint=True) from None
         model.max_seq_length = MAX_SEQ_LENGTH
         model.eval()
-        if self.quantize:
-            torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         log.info("loaded model %s from %s in %.1f s", self._model_id, source, time.monotonic() - started)
         return model
+
+    def _open(self, factory: type[SentenceTransformer], source: str, *, local_only: bool) -> SentenceTransformer:
+        with _quiet_transformers():
+            return factory(source, device=self.device, local_files_only=local_only)
+
+    def _cannot_load(self, exc: Exception, *, hint: bool) -> AssistantError:
+        advice = " (no internet? pass a local path)" if hint else ""
+        return AssistantError(f"cannot load model {self._model_id}: {_first_line(exc)}{advice}")
 
 
 def load_embedder(settings: Settings) -> Embedder:
@@ -174,12 +185,11 @@ def load_embedder(settings: Settings) -> Embedder:
       checked now; converted into `settings.cache_dir / "models"` on first use);
     - an existing local folder: loaded from there;
     - anything else: a sentence-transformers model name (hub cache or network).
-    Optional settings `quantize` and `num_threads` are honoured when present.
+    An optional `num_threads` setting is honoured when present (0 or None: torch's default).
     """
     options: dict[str, Any] = {
         "device": settings.device,
         "batch_size": settings.batch_size,
-        "quantize": bool(getattr(settings, "quantize", False)),
         "num_threads": getattr(settings, "num_threads", None) or None,
     }
     name = settings.model
@@ -223,6 +233,14 @@ def _looks_like_path(name: str) -> bool:
         or "\\" in name
         or Path(name).is_absolute()
         or Path(name).exists()  # a file where a folder was expected
+    )
+
+
+def _hub_offline() -> bool:
+    """True when the user has put Hugging Face into offline mode (read at call time)."""
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from .compose import content_words
+from .terms import content_words
 
 __all__ = ["is_followup", "retrieval_query", "ANAPHORA"]
 

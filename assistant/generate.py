@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
-from .compose import content_words
+from .terms import content_words
 from .errors import AssistantError
 from .prompts import build_messages
 from .sentences import sentence_spans

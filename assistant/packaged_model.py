@@ -434,8 +434,10 @@ def _folder_json(c: _Config) -> dict[str, Any]:
             "initializer_range": 0.02, "position_embedding_type": "absolute",
             "add_pooling_layer": False, "dtype": "float32", "torch_dtype": "float32",
         },
+        # The generic class loads tokenizer.json as written. (transformers 5 rebuilds an
+        # XLMRobertaTokenizer's pipeline, which would drop the NFKC fallback normaliser.)
         "tokenizer_config.json": dict(
-            special, tokenizer_class="XLMRobertaTokenizerFast", model_max_length=512,
+            special, tokenizer_class="PreTrainedTokenizerFast", model_max_length=512,
             clean_up_tokenization_spaces=True,
         ),
         "special_tokens_map.json": special,

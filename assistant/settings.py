@@ -56,7 +56,7 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get("ASSISTANT_" + f.name.upper())
-            if raw is not None and raw != "":
+            if raw is not None and (raw != "" or f.type == "str"):  # an empty prompt is a valid prompt
                 values[f.name] = _parse(f.name, raw)
         if env.get("ASSISTANT_INDEX"):
             values["index_dir"] = Path(env["ASSISTANT_INDEX"])

@@ -278,7 +278,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     _say(args, f"Watching {', '.join(map(str, dirs))} ({watcher.mode}); Ctrl-C to stop.")
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         _say(args, "Stopping …")
     finally:

@@ -30,7 +30,7 @@ LABELS: dict[str, dict[str, str]] = {
         "sources": "Kilder",
         "related": "Kan være relevant",
         "no_sources": "Kildene til svaret vises her.",
-        "searching": "🔎 Søker i dokumentene …",
+        "searching": "Søker i dokumentene …",
         "refused": "Dokumentene svarer ikke på dette spørsmålet.",
         "refused_hint": "Disse avsnittene ligner mest, men svarer ikke på spørsmålet:",
         "open": "Vis i dokumentet",
@@ -38,10 +38,10 @@ LABELS: dict[str, dict[str, str]] = {
         "close": "Lukk dokumentet",
         "missing_doc": "Dokumentet finnes ikke lenger i indeksen.",
         "page": "s.",
-        "status": "{documents} dokumenter · {chunks} avsnitt · modell {model} · oppdatert {updated}",
+        "status": "**Indeks:** {documents} dokumenter · {chunks} avsnitt · modell {model} · oppdatert {updated}",
         "never": "aldri",
-        "thanks_up": "Takk for tilbakemeldingen 👍",
-        "thanks_down": "Takk – vi bruker tilbakemeldingen til å bli bedre 👎",
+        "thanks_up": "Takk for tilbakemeldingen.",
+        "thanks_down": "Takk – vi bruker tilbakemeldingen til å bli bedre.",
         "error": "Feil",
         "language": "Språk",
         "admin": "Admin",
@@ -58,6 +58,9 @@ LABELS: dict[str, dict[str, str]] = {
         "delete": "Slett dokumentet",
         "indexing": "Indekserer",
         "not_logged_in": "Logg inn først.",
+        "saved": "Lagret",
+        "refused_file": "Avvist",
+        "deleted": "Slettet",
     },
     "en": {
         "title": "Municipal assistant",
@@ -70,7 +73,7 @@ LABELS: dict[str, dict[str, str]] = {
         "sources": "Sources",
         "related": "May be related",
         "no_sources": "The answer's sources appear here.",
-        "searching": "🔎 Searching the documents …",
+        "searching": "Searching the documents …",
         "refused": "The documents do not answer this question.",
         "refused_hint": "These passages come closest, but do not answer the question:",
         "open": "Show in document",
@@ -78,10 +81,10 @@ LABELS: dict[str, dict[str, str]] = {
         "close": "Close document",
         "missing_doc": "The document is no longer in the index.",
         "page": "p.",
-        "status": "{documents} documents · {chunks} passages · model {model} · updated {updated}",
+        "status": "**Index:** {documents} documents · {chunks} passages · model {model} · updated {updated}",
         "never": "never",
-        "thanks_up": "Thank you for the feedback 👍",
-        "thanks_down": "Thank you – we use the feedback to improve 👎",
+        "thanks_up": "Thank you for the feedback.",
+        "thanks_down": "Thank you – we use the feedback to improve.",
         "error": "Error",
         "language": "Language",
         "admin": "Admin",
@@ -98,6 +101,9 @@ LABELS: dict[str, dict[str, str]] = {
         "delete": "Delete the document",
         "indexing": "Indexing",
         "not_logged_in": "Log in first.",
+        "saved": "Saved",
+        "refused_file": "Refused",
+        "deleted": "Deleted",
     },
 }
 
@@ -121,15 +127,17 @@ CSS = """
 .source-card .where {color: var(--body-text-color-subdued); font-size: 0.85em; margin: 2px 0 6px;}
 .source-card .passage {white-space: pre-wrap; font-size: 0.92em; max-height: 14em; overflow: auto;}
 mark.quote {background: #ffe58a; color: #000; padding: 0 1px; border-radius: 2px;}
-.doc-view {white-space: pre-wrap; max-height: 65vh; overflow: auto; padding: 10px;
+.doc-view {position: relative; white-space: pre-wrap; max-height: 65vh; overflow: auto; padding: 10px;
   border: 1px solid var(--border-color-primary); border-radius: 8px; font-size: 0.92em;}
 .doc-view .passage {background: #e6f0ff; color: #000; border-left: 3px solid #3b82f6;}
 .notice-refused {border-left: 4px solid #d97706; padding: 6px 10px; background: #fff7e6; color: #000;}
 """
 
 # Scrolls the document view so the passage is in sight (run after the view is filled).
-SCROLL_JS = """() => { setTimeout(() => { const m = document.querySelector('#doc-view .passage');
-  if (m) { m.scrollIntoView({block: 'center'}); } }, 60); }"""
+SCROLL_JS = """() => { setTimeout(() => { const v = document.querySelector('#doc-view');
+  const m = v && v.querySelector('.passage'); if (!m) { return; }
+  v.scrollTop = Math.max(0, m.offsetTop - v.clientHeight / 4);
+  document.querySelector('#document').scrollIntoView({block: 'start', behavior: 'instant'}); }, 60); }"""
 
 
 @dataclass(frozen=True)
@@ -203,14 +211,18 @@ def source_card(ref: SourceRef, lang: str) -> str:
             f'<div class="passage">{highlight(ref.text, quote_spans(ref.text, ref.quotes))}</div></div>')
 
 
-def sources_header(answer: Answer | None, lang: str) -> str:
-    if answer is None:
-        return f"<p>{escape(label(lang, 'no_sources'))}</p>"
-    if answer.refused:
-        hint = label(lang, "refused_hint") if answer.hits else ""
+def sources_header(kind: str, lang: str) -> str:
+    """The top of the sources panel: "none", "searching", "answer", "refused" or "refused-none" (no hits)."""
+    if kind == "searching":
+        return f'<p class="searching">{escape(label(lang, "searching"))}</p>'
+    if kind in ("refused", "refused-none"):
+        hint = label(lang, "refused_hint") if kind == "refused" else ""
+        related = f'<h4>{escape(label(lang, "related"))}</h4>' if kind == "refused" else ""
         return (f'<div class="notice-refused"><strong>{escape(label(lang, "refused"))}</strong>'
-                f'<br>{escape(hint)}</div><h4>{escape(label(lang, "related"))}</h4>')
-    return f"<h4>{escape(label(lang, 'sources'))}</h4>"
+                f'<br>{escape(hint)}</div>{related}')
+    if kind == "answer":
+        return f"<h4>{escape(label(lang, 'sources'))}</h4>"
+    return f"<p>{escape(label(lang, 'no_sources'))}</p>"
 
 
 def document_view(doc: Document | None, ref: SourceRef, lang: str, window: int = DOC_WINDOW) -> str:

@@ -12,7 +12,7 @@ from assistant import packaged_model
 from assistant.embedding import Embedder, SentenceTransformerEmbedder, folder_fingerprint, load_embedder
 from assistant.errors import AssistantError
 from assistant.settings import DEFAULT_MODEL, Settings
-from tests.fakes import FakeEmbedder
+from fakes import FakeEmbedder
 
 # ----------------------------------------------------------------- FakeEmbedder
 
@@ -69,10 +69,8 @@ def test_fake_refuses_a_bare_string() -> None:
 # ----------------------------------------------------------------- load_embedder without a model
 
 
-def test_default_model_is_quick_and_lazy(tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_default_model_is_lazy(tmp_path: Path) -> None:
     embedder = load_embedder(Settings(cache_dir=tmp_path))
-    assert time.monotonic() - started < 5
     assert embedder.model_id == DEFAULT_MODEL
     assert embedder.fingerprint == packaged_model.WEIGHTS_SHA256
     assert isinstance(embedder, SentenceTransformerEmbedder) and not embedder.is_loaded
@@ -93,7 +91,7 @@ def test_unknown_hub_name_fails_with_one_line_offline(tmp_path: Path, monkeypatc
     started = time.monotonic()
     with pytest.raises(AssistantError) as info:
         embedder.embed(["hei"])
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 30  # online, huggingface_hub retries for over a minute
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("cannot load model kommune-test/does-not-exist:")
@@ -126,59 +124,40 @@ def test_batch_size_must_be_positive() -> None:
 # ----------------------------------------------------------------- the real model
 
 
-def test_real_embedder_shapes_and_norms(packaged_dir: Path) -> None:
-    embedder = SentenceTransformerEmbedder(packaged_dir, model_id=DEFAULT_MODEL, batch_size=4)
-    assert embedder.dimension == 384
-    assert embedder.embed([]).shape == (0, 384)
+# `real_embedder` (conftest.py): `load_embedder` with the default model, converted once per session.
+
+
+def test_real_embedder_shapes_and_norms(real_embedder: SentenceTransformerEmbedder) -> None:
+    assert isinstance(real_embedder, SentenceTransformerEmbedder)
+    assert real_embedder.model_id == DEFAULT_MODEL
+    assert real_embedder.dimension == 384
+    assert real_embedder.embed([]).shape == (0, 384)
     texts = ["passage: Kort.", "passage: " + "Lang tekst om kommunen. " * 400, "query: ", "passage: 😀 æøå"]
-    vectors = embedder.embed(texts)
+    vectors = real_embedder.embed(texts)
     assert vectors.shape == (4, 384) and vectors.dtype == np.float32 and vectors.flags.c_contiguous
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    assert embedder._loaded().max_seq_length == 512
+    assert real_embedder._loaded().max_seq_length == 512
 
 
-def test_real_embedder_is_batch_invariant(packaged_dir: Path) -> None:
-    texts = [f"passage: Dokument nummer {i} handler om {'barnehage skole vei'.split()[i % 3]}." for i in range(7)]
-    one = SentenceTransformerEmbedder(packaged_dir, model_id="m", batch_size=1).embed(texts)
-    many = SentenceTransformerEmbedder(packaged_dir, model_id="m", batch_size=32).embed(texts)
+def test_real_embedder_is_batch_invariant(real_embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [f"passage: Dokument {i} handler om {'barnehage skole vei'.split()[i % 3]}." + " Mer." * i for i in range(7)]
+    monkeypatch.setattr(real_embedder, "batch_size", 1)
+    one = real_embedder.embed(texts)
+    monkeypatch.setattr(real_embedder, "batch_size", 32)
+    many = real_embedder.embed(texts)
     np.testing.assert_allclose((one * many).sum(axis=1), 1.0, atol=1e-4)
 
 
-def test_real_embedder_retrieves_across_languages(packaged_dir: Path) -> None:
-    embedder = SentenceTransformerEmbedder(packaged_dir, model_id=DEFAULT_MODEL)
+def test_real_embedder_retrieves_across_languages(real_embedder: SentenceTransformerEmbedder) -> None:
     passages = [
         "passage: Foreldrebetalingen i barnehagen er maksimalt 3000 kroner i måneden.",
         "passage: Kommunen brøyter veiene når det har kommet mer enn ti centimeter snø.",
         "passage: Biblioteket låner ut bøker, lydbøker og filmer gratis.",
     ]
-    matrix = embedder.embed(passages)
+    matrix = real_embedder.embed(passages)
     for question, expected in [
         ("query: Hva koster barnehage?", 0),
         ("query: When are the roads cleared of snow?", 1),
         ("query: Can I borrow audiobooks for free?", 2),
     ]:
-        assert int(np.argmax(matrix @ embedder.embed([question])[0])) == expected, question
-
-
-def test_load_embedder_uses_the_packaged_cache(packaged_cache: Path) -> None:
-    embedder = load_embedder(Settings(cache_dir=packaged_cache, batch_size=8))
-    vector = embedder.embed(["query: Hei"])
-    assert vector.shape == (1, 384)
-    assert embedder.dimension == 384
-
-
-# ----------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def packaged_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder holding the converted packaged model. The path is shared by the
-    test modules, so the conversion runs once per session and the others reuse it."""
-    cache = tmp_path_factory.getbasetemp() / "packaged-model-cache"
-    packaged_model.ensure_packaged_model(cache)
-    return cache
-
-
-@pytest.fixture(scope="session")
-def packaged_dir(packaged_cache: Path) -> Path:
-    return packaged_model.ensure_packaged_model(packaged_cache)
+        assert int(np.argmax(matrix @ real_embedder.embed([question])[0])) == expected, question

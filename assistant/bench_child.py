@@ -1,0 +1,158 @@
+"""The bench's child processes: `cold` (start to first answer) and `serve` (latency and peak RSS).
+
+    python -m assistant.bench_child cold --index DIR --question Q [--model M | --embedder mod:factory]
+    python -m assistant.bench_child serve --index DIR --questions FILE --repeat N [...]
+
+Each prints one JSON object on its last line. A fresh process per measurement
+keeps peak RSS and start-up costs honest. `--embedder` imports a factory
+(tests pass their fake embedder this way); otherwise the model is loaded as
+`assistant ask` loads it.
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+
+def _embedder(args: argparse.Namespace) -> Any:
+    if args.embedder:
+        import importlib
+
+        module, _, attr = args.embedder.partition(":")
+        return getattr(importlib.import_module(module), attr)()
+    from .embedding import load_embedder
+    from .settings import Settings
+
+    return load_embedder(Settings.load(model=args.model))
+
+
+def _interpreter_seconds() -> float:
+    """Seconds from process creation to this module's first line (interpreter start-up)."""
+    try:
+        import psutil
+
+        return max(0.0, time.time() - (time.perf_counter() - _T0) - psutil.Process().create_time())
+    except Exception:  # psutil missing: unknown
+        return 0.0
+
+
+def cold(args: argparse.Namespace) -> dict[str, Any]:
+    interpreter = _interpreter_seconds()
+    tick = time.perf_counter()
+    from .answering import answer_question  # noqa: F401  (what `assistant ask` imports)
+    from .core import Assistant
+    from .settings import Settings
+
+    imports = time.perf_counter() - tick
+    tick = time.perf_counter()
+    embedder = _embedder(args)
+    bot = Assistant.open(args.index, settings=Settings.load(model=args.model), embedder=embedder)
+    opened = time.perf_counter() - tick
+    tick = time.perf_counter()
+    _ = embedder.dimension  # loads the model (the first ask would do it otherwise)
+    model_load = time.perf_counter() - tick
+    tick = time.perf_counter()
+    answer = bot.ask(args.question)
+    first = time.perf_counter() - tick
+    return {"interpreter": interpreter, "imports": imports, "open": opened, "model_load": model_load,
+            "first_answer": first, "citations": len(answer.citations)}
+
+
+class CachedQueries:
+    """An embedder that answers the bench's own query texts from a cache (embedding is timed apart)."""
+
+    def __init__(self, inner: Any, cache: dict[str, Any]) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.model_id = inner.model_id
+        self.fingerprint = inner.fingerprint
+        self.dimension = inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        items = list(texts)
+        if items and all(t in self.cache for t in items):
+            return np.vstack([self.cache[t] for t in items])
+        return self.inner.embed(items)
+
+
+def serve(args: argparse.Namespace) -> dict[str, Any]:
+    import resource
+
+    from . import lexical
+    from .core import Assistant
+    from .settings import Settings
+
+    settings = Settings.load(model=args.model)
+    questions = json.loads(open(args.questions, encoding="utf-8").read())
+    embedder = _embedder(args)
+    embedder.embed(["query: oppvarming"])  # load and warm up
+    embed_s: list[float] = []
+    cache: dict[str, Any] = {}
+    for _ in range(args.repeat):
+        for q in questions:
+            text = settings.query_prompt + q
+            tick = time.perf_counter()
+            cache[text] = embedder.embed([text])[0]
+            embed_s.append(time.perf_counter() - tick)
+    bot = Assistant.open(args.index, settings=settings, embedder=CachedQueries(embedder, cache))
+    tick = time.perf_counter()
+    retriever = bot.retriever()  # loads the vector index
+    load_s = time.perf_counter() - tick
+    n = max(settings.candidates, 5 * 4)
+    bot.search(questions[0], k=5)  # first touch of the store pages, untimed
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    dense, dense_1, lex, search, ask = [], [], [], [], []
+    for _ in range(args.repeat):
+        for q in questions:
+            qvec = cache[settings.query_prompt + q]
+            tick = time.perf_counter()
+            retriever.index.search(qvec, n)
+            dense.append(time.perf_counter() - tick)
+            faiss.omp_set_num_threads(1)  # the same search without OpenMP (see the bench notes)
+            tick = time.perf_counter()
+            retriever.index.search(qvec, n)
+            dense_1.append(time.perf_counter() - tick)
+            faiss.omp_set_num_threads(threads)
+            tick = time.perf_counter()
+            lexical.search(retriever.store.db, q, n)
+            lex.append(time.perf_counter() - tick)
+            tick = time.perf_counter()
+            bot.search(q, k=5)
+            search.append(time.perf_counter() - tick)
+            tick = time.perf_counter()
+            bot.ask(q)
+            ask.append(time.perf_counter() - tick)
+    info = bot.info()
+    return {"embed": embed_s, "dense": dense, "dense_1thread": dense_1, "omp_threads": threads, "lexical": lex, "retrieve": search, "ask": ask,
+            "vector_index": info.vector_index, "chunks": info.chunks, "index_load_seconds": load_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m assistant.bench_child")
+    parser.add_argument("mode", choices=("cold", "serve"))
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--question")
+    parser.add_argument("--questions", help="JSON list of questions (serve)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model")
+    parser.add_argument("--embedder", help="module:factory of an embedder (tests)")
+    args = parser.parse_args(argv)
+    out = cold(args) if args.mode == "cold" else serve(args)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Hybrid retrieval: fusion by language, diversity, baselines, hits that point into documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant, QuestionError, Settings
+from assistant.retrieve import FusionWeights
+from fakes import FakeEmbedder
+
+
+@pytest.fixture()
+def bot(tmp_path: Path) -> Assistant:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    # One long document whose every paragraph mentions "vannverk", and two short ones.
+    paragraphs = [f"Avsnitt {i}: vannverk og drikkevann i kommunen, del {i}. " * 6 for i in range(20)]
+    (corpus / "lang.md").write_text("# Vann\n\n" + "\n\n".join(paragraphs), encoding="utf-8")
+    (corpus / "kort.md").write_text("# Vannverk\n\nEt lite vannverk på landet.", encoding="utf-8")
+    (corpus / "annet.md").write_text("# Skole\n\nSkolen har nye lokaler.", encoding="utf-8")
+    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus], chunk_chars=400)
+    b = Assistant.open(settings=settings, embedder=FakeEmbedder())
+    b.index()
+    return b
+
+
+def test_one_document_cannot_crowd_out_the_rest(bot: Assistant) -> None:
+    hits = bot.search("vannverk drikkevann", k=5)
+    per_doc = [h.doc_id for h in hits]
+    assert per_doc.count("lang.md") <= bot.settings.max_per_doc
+    assert "kort.md" in per_doc
+    ordinals = sorted(h.start for h in hits if h.doc_id == "lang.md")
+    assert len(ordinals) == len(set(ordinals))
+
+
+def test_hits_are_exact_slices_of_their_documents(bot: Assistant) -> None:
+    for mode in ("hybrid", "dense", "lexical"):
+        for h in bot.search("vannverk", k=5, mode=mode):
+            doc = bot.document(h.doc_id)
+            assert doc is not None and doc.text[h.start:h.end] == h.text
+            assert h.title
+
+
+def test_lexical_weight_follows_the_question_language(bot: Assistant) -> None:
+    r = bot.retriever()
+    weights = FusionWeights()
+    assert r.lexical_weight("Hvordan søker jeg om sosialhjelp i kommunen?") == weights.norwegian
+    assert r.lexical_weight("How do I apply for social assistance in the municipality?") == weights.english
+    assert weights.english < weights.norwegian
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 50_000])
+def test_empty_or_huge_questions_are_refused(bot: Assistant, question: str) -> None:
+    with pytest.raises(QuestionError):
+        bot.search(question)
+
+
+@pytest.mark.parametrize("question", ["😀😀😀", "'; DROP TABLE chunks; --", "\x00\x07 kontroll", "Что такое NAV?",
+                                      'NEAR("a" "b") OR *', "和平"])
+def test_odd_questions_get_a_clean_result(bot: Assistant, question: str) -> None:
+    hits = bot.search(question, k=3)
+    assert len(hits) <= 3
+    assert bot.info().documents == 3
