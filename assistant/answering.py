@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .compose import compose_extractive, format_sources
 from .followup import retrieval_query
+from .generate import generate_answer
 from .language import detect_language
 from .types import Answer, Hit
 
@@ -22,7 +23,12 @@ if TYPE_CHECKING:
 
 
 def answer_question(bot: "Assistant", question: str, history: Sequence[tuple[str, str]] = (),
-                    *, k: int = 5) -> Answer:
+                    *, k: int = 5, on_text: Callable[[str], None] | None = None) -> Answer:
+    """Retrieve for `question` (with the chat's context), then compose, or generate and check.
+
+    The extractive answer is always made first: it decides refusals, and it is the
+    fallback when a language model fails, times out or cites nothing.
+    """
     t0 = time.perf_counter()
     query = retrieval_query(question, history)
     lang = detect_language(question, default="nb")
@@ -30,9 +36,16 @@ def answer_question(bot: "Assistant", question: str, history: Sequence[tuple[str
     t1 = time.perf_counter()
     s = bot.settings
     answer = compose_extractive(query, hits, bot.embedder, lang=lang, query_prompt=s.query_prompt,
-                                passage_prompt=s.passage_prompt)
+                                passage_prompt=s.passage_prompt, refuse_below=s.refuse_below,
+                                refuse_below_cross=s.refuse_below_cross)
+    answer = replace(answer, question=question, backend="refusal" if answer.refused else "extractive")
+    generator = bot.generator()
+    if generator is not None and not answer.refused:
+        extractive = answer
+        answer = generate_answer(generator, question, hits, lang=lang, history=history,
+                                 timeout=s.llm_timeout, fallback=lambda: extractive, on_text=on_text)
     timings = {"retrieve": t1 - t0, **answer.timings, "total": time.perf_counter() - t0}
-    return replace(answer, question=question, timings=timings)
+    return replace(answer, timings=timings)
 
 
 def hit_json(h: Hit) -> dict[str, Any]:
@@ -44,6 +57,7 @@ def hit_json(h: Hit) -> dict[str, Any]:
 def answer_json(answer: Answer) -> dict[str, Any]:
     return {
         "question": answer.question, "answer": answer.text, "lang": answer.lang, "refused": answer.refused,
+        "backend": answer.backend,
         "citations": [{"number": c.number, "doc_id": c.hit.doc_id, "title": c.hit.title,
                        "headings": list(c.hit.headings), "page": c.hit.page, "chunk_id": c.hit.chunk_id,
                        "quotes": list(c.quotes)} for c in answer.citations],

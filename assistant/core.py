@@ -21,12 +21,13 @@ import shutil
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from . import vectors
 from .chunking import ChunkParams
 from .embedding import Embedder, load_embedder
 from .errors import QuestionError
+from .generate import Generator
 from .indexing import Indexer, Progress, is_locked, writer_lock
 from .retrieve import Retriever
 from .settings import Settings
@@ -55,9 +56,10 @@ class IndexInfo:
 class Assistant:
     """Index documents and answer questions over them. Create with `Assistant.open`."""
 
-    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder, generator: Generator | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
+        self._generator = generator
         self.index_dir = Path(settings.index_dir)
         self.params = ChunkParams(target=settings.chunk_chars, overlap=settings.chunk_overlap)
         self._local = threading.local()
@@ -67,12 +69,13 @@ class Assistant:
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None,
-             embedder: Embedder | None = None, **overrides: Any) -> "Assistant":
+             embedder: Embedder | None = None, generator: Generator | None = None,
+             **overrides: Any) -> "Assistant":
         """Open (or create) the index in `index_dir`, checking that it was built with these settings."""
         settings = settings or Settings.load(**overrides)
         if index_dir is not None:
             settings = replace(settings, index_dir=Path(index_dir))
-        bot = cls(settings, embedder or load_embedder(settings))
+        bot = cls(settings, embedder or load_embedder(settings), generator)
         bot._writer_store().close()  # creates the store, or checks its stamp
         return bot
 
@@ -187,11 +190,41 @@ class Assistant:
         """The `k` best passages for `question`, best first."""
         return self.retriever().search(self.check_question(question), k, mode=mode)
 
-    def ask(self, question: str, history: Sequence[tuple[str, str]] = (), *, k: int = 5) -> Answer:
-        """An answer with numbered citations, or a refusal when the documents are silent."""
+    def ask(self, question: str, history: Sequence[tuple[str, str]] = (), *, k: int = 5,
+            on_text: Callable[[str], None] | None = None) -> Answer:
+        """An answer with numbered citations, or a refusal when the documents are silent.
+
+        With a language model configured, `on_text` receives the answer as it streams in.
+        """
         from .answering import answer_question
 
-        return answer_question(self, self.check_question(question), history, k=k)
+        return answer_question(self, self.check_question(question), history, k=k, on_text=on_text)
+
+    def generator(self) -> Generator | None:
+        """The language model from the settings (`llm_url` or `gguf_path`), if any; made on first use."""
+        if self._generator is None:
+            s = self.settings
+            if s.llm_url:
+                from .generate import OpenAICompatibleGenerator
+
+                self._generator = OpenAICompatibleGenerator.from_env(base_url=s.llm_url, model=s.llm_model)
+            elif s.gguf_path:
+                from .gguf import GGUFGenerator
+
+                self._generator = GGUFGenerator(s.gguf_path)
+        return self._generator
+
+    def documents(self) -> list[str]:
+        """The ids of the indexed documents, sorted."""
+        return sorted(self._reader().documents())
+
+    def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
+        """Store a thumbs up (1) or down (-1) with the question, answer and hits."""
+        store = Store(connect(self.index_dir / DB_NAME))
+        try:
+            return store.add_feedback(rating, question, answer, hits)
+        finally:
+            store.close()
 
     def document(self, doc_id: str) -> Document | None:
         return self._reader().document(doc_id)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "load_embedder", "MAX_SEQ_LENGTH"]
+__all__ = ["Embedder", "SentenceTransformerEmbedder", "load_embedder", "folder_fingerprint", "MAX_SEQ_LENGTH"]
 
 MAX_SEQ_LENGTH = 512  # tokens; longer inputs are truncated by the model
 

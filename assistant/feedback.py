@@ -26,12 +26,8 @@ def record_feedback(bot: "Assistant", rating: int, answer: dict[str, Any]) -> in
     """Store a rating (+1 or -1) of an answer (as `answer_json` gives it). Returns the row id."""
     if rating not in (1, -1):
         raise ValueError("rating must be 1 or -1")
-    store = bot._writer_store()
-    try:
-        return store.add_feedback(rating, str(answer.get("question", "")), str(answer.get("answer", "")),
-                                  list(answer.get("hits", [])))
-    finally:
-        store.close()
+    return bot.add_feedback(rating, str(answer.get("question", "")), str(answer.get("answer", "")),
+                            list(answer.get("hits", [])))
 
 
 def read_feedback(index_dir: str | Path) -> list[dict[str, Any]]:

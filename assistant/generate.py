@@ -283,4 +283,4 @@ def generate_answer(generator: Generator, question: str, hits: Sequence[Hit], *,
     citations = tuple(Citation(number=n, hit=hits[n - 1], quotes=_quotes_for(text, n, hits[n - 1]))
                       for n in sorted(cited))
     return Answer(question=question, text=text, citations=citations, hits=tuple(hits), lang=lang,
-                  refused=False, timings={"generate": seconds})
+                  refused=False, timings={"generate": seconds}, backend="generated")

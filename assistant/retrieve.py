@@ -28,10 +28,21 @@ from .vectors import VectorIndex
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """Lexical weight relative to dense (dense weight is 1)."""
+    """Lexical weight relative to dense (dense weight is 1), and the cross-language offset.
+
+    `cross_language` is added to the cosine of a passage in another language
+    than the question: multilingual embedders score same-language pairs higher
+    than translations of the same content, so without it an English question
+    prefers any English text to the Norwegian passage that answers it.
+    """
 
     norwegian: float = 0.6
     english: float = 0.15
+    cross_language: float = 0.06
+
+
+def language_group(lang: str) -> str:
+    return "no" if is_norwegian(lang) else lang
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class Retriever:
         qvec = None
         if mode in ("hybrid", "dense"):
             qvec = self.embed_query(question) if query_vector is None else query_vector
-            dense = dict(self.index.search(qvec, n))
+            dense = self._dense(question, qvec, n)
         if mode in ("hybrid", "lexical"):
             try:
                 lex = dict(lexical.search(self.store.db, question, n))
@@ -77,11 +88,52 @@ class Retriever:
                 lex = {}
         if mode == "hybrid" and qvec is not None:
             missing = [i for i in lex if i not in dense]
-            for ids, vecs in self.store.chunk_vectors(missing):
-                dense.update(zip(ids.tolist(), (vecs @ qvec).tolist()))
+            if missing:
+                langs = self._chunk_groups(missing)
+                mine = language_group(detect_language(question))
+                for ids, vecs in self.store.chunk_vectors(missing):
+                    for cid, score in zip(ids.tolist(), (vecs @ qvec).tolist()):
+                        bonus = self.weights.cross_language if langs.get(cid, mine) != mine else 0.0
+                        dense[cid] = score + bonus
         scored = self._fuse(question, dense, lex, mode)
         chunks = self.store.chunks_by_id([c for c, _ in scored[: n * 2]])
         return self._diversify(scored, chunks, dense, lex, k)
+
+    def _groups(self) -> dict[str, np.ndarray]:
+        """Chunk ids by language group, computed once per vector-index generation."""
+        if self.index.groups is None:
+            rows = self.store.db.execute(
+                "SELECT c.id, d.lang FROM chunks c JOIN documents d ON d.id = c.doc_id").fetchall()
+            groups: dict[str, list[int]] = {}
+            for cid, lang in rows:
+                groups.setdefault(language_group(lang), []).append(int(cid))
+            self.index.groups = {g: np.asarray(ids, dtype=np.int64) for g, ids in groups.items()}
+        return self.index.groups
+
+    def _chunk_groups(self, ids: Sequence[int]) -> dict[int, str]:
+        marks = ",".join("?" * len(ids))
+        rows = self.store.db.execute(
+            f"SELECT c.id, d.lang FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            list(ids)).fetchall()
+        return {int(cid): language_group(lang) for cid, lang in rows}
+
+    def _dense(self, question: str, qvec: np.ndarray, n: int) -> dict[int, float]:
+        """Dense candidates from every language group, cross-language cosines offset upwards.
+
+        Each other-language group is searched on its own, so its best passages are
+        candidates even when many same-language passages score higher.
+        """
+        offset = self.weights.cross_language
+        groups = self._groups() if offset else {}
+        if len(groups) <= 1:
+            return dict(self.index.search(qvec, n))
+        mine = language_group(detect_language(question))
+        dense: dict[int, float] = {}
+        for group, ids in groups.items():
+            bonus = 0.0 if group == mine else offset
+            for cid, score in self.index.search(qvec, n, among=ids):
+                dense[cid] = score + bonus
+        return dense
 
     def _fuse(self, question: str, dense: dict[int, float], lex: dict[int, float],
               mode: str) -> list[tuple[int, float]]:

@@ -43,8 +43,19 @@ class Settings:
     # Retrieval.
     candidates: int = 50
     max_per_doc: int = 3
-    # Questions.
+    # Questions and answers. The refusal thresholds are cosines of the packaged model,
+    # calibrated on the dev questions (README, "Answers"); another model needs its own.
     max_question_chars: int = 2000
+    refuse_below: float = 0.87
+    refuse_below_cross: float = 0.80
+    # Threads for torch (0: torch's default). 1 keeps query latency steady on a busy 2-core machine.
+    num_threads: int = 0
+    # Optional generative answers: an OpenAI-compatible server, or a local GGUF file.
+    # The API key is read from ASSISTANT_LLM_API_KEY or OPENAI_API_KEY, never stored here.
+    llm_url: str = ""
+    llm_model: str = "default"
+    gguf_path: str = ""
+    llm_timeout: float = 60.0
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -154,3 +154,5 @@ class Answer:
     lang: str
     refused: bool = False
     timings: dict[str, float] = field(default_factory=dict, hash=False, compare=False)
+    # "extractive" (quoted sentences), "generated" (a language model's checked answer) or "refusal".
+    backend: str = "extractive"
