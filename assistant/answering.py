@@ -12,7 +12,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .compose import compose_extractive, format_sources
+from .citations import format_sources
+from .compose import compose_extractive
 from .followup import retrieval_query
 from .generate import generate_answer
 from .language import detect_language

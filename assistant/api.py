@@ -8,16 +8,28 @@ in its thread pool and the event loop stays free. A bad question (empty,
 longer than `Settings.max_question_chars`) or a malformed body is a 4xx with
 `{"error": "..."}`; it is never a 500. Only `web.build_app` imports this
 module (it imports FastAPI at the top).
+
+Back-pressure: at most `Settings.max_concurrent` questions are answered at
+once and `Settings.queue` more wait (as coroutines, holding no thread);
+beyond that `/api/ask` and `/api/search` answer 503 with `Retry-After` at
+once, so a burst can neither exhaust the thread pool nor starve
+`/api/health` and the chat page. A damaged store is a 503 telling the
+operator to rebuild, never a 500.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import logging
+import sqlite3
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .answering import answer_json, hit_json
 from .errors import AssistantError, QuestionError
@@ -25,18 +37,81 @@ from .errors import AssistantError, QuestionError
 if TYPE_CHECKING:
     from .core import Assistant
 
+log = logging.getLogger(__name__)
+
 MAX_TURNS = 20
 MAX_K = 50
+RETRY_AFTER_SECONDS = 2
+T = TypeVar("T")
+
+
+class Busy(Exception):
+    """Every running slot and every waiting place is taken."""
+
+
+class Admission:
+    """`running` requests at once, `waiting` more queued; the rest are turned away (`Busy`).
+
+    Used from one event loop only; the counters need no lock there.
+    """
+
+    def __init__(self, running: int, waiting: int) -> None:
+        if running < 1 or waiting < 0:
+            raise ValueError("max_concurrent must be at least 1 and queue at least 0")
+        self.running = running
+        self.capacity = running + waiting
+        self.inside = 0      # running plus waiting, now
+        self.rejected = 0    # turned away since start
+        self._slots: asyncio.Semaphore | None = None
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.inside >= self.capacity:
+            self.rejected += 1
+            raise Busy()
+        if self._slots is None:  # made inside the server's loop
+            self._slots = asyncio.Semaphore(self.running)
+        self.inside += 1
+        try:
+            async with self._slots:
+                yield
+        finally:
+            self.inside -= 1
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """`fn()` in the thread pool once a slot is free."""
+        async with self.slot():
+            return await run_in_threadpool(fn)
+
+
+def _valid_text(text: str) -> str:
+    """`text` with lone UTF-16 surrogates (valid in JSON, not in UTF-8) replaced by U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class AskRequest(BaseModel):
     question: str
     history: list[tuple[str, str]] = Field(default_factory=list, max_length=MAX_TURNS)
 
+    @field_validator("question")
+    @classmethod
+    def _question(cls, value: str) -> str:
+        return _valid_text(value)
+
+    @field_validator("history")
+    @classmethod
+    def _history(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(_valid_text(u), _valid_text(a)) for u, a in value]
+
 
 class SearchRequest(BaseModel):
     question: str
     k: int = Field(default=5, ge=1, le=MAX_K)
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, value: str) -> str:
+        return _valid_text(value)
 
 
 def add_api_routes(app: FastAPI, bot: "Assistant") -> None:
@@ -49,13 +124,17 @@ def add_api_routes(app: FastAPI, bot: "Assistant") -> None:
                 raise QuestionError(f"a history turn is too long (limit {cap} characters per question)")
         return history
 
+    admission = Admission(bot.settings.max_concurrent, bot.settings.queue)
+    app.state.admission = admission
+
     @app.post("/api/ask")
-    def api_ask(req: AskRequest) -> dict[str, Any]:
-        return answer_json(bot.ask(req.question, limit_history(req.history)))
+    async def api_ask(req: AskRequest) -> dict[str, Any]:
+        history = limit_history(req.history)
+        return await admission.run(lambda: answer_json(bot.ask(req.question, history)))
 
     @app.post("/api/search")
-    def api_search(req: SearchRequest) -> dict[str, Any]:
-        hits = bot.search(req.question, k=req.k)
+    async def api_search(req: SearchRequest) -> dict[str, Any]:
+        hits = await admission.run(lambda: bot.search(req.question, k=req.k))
         return {"question": req.question, "hits": [hit_json(h) for h in hits]}
 
     @app.get("/api/health")
@@ -71,6 +150,19 @@ def add_api_routes(app: FastAPI, bot: "Assistant") -> None:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
                              for e in exc.errors())
         return JSONResponse({"error": f"bad request: {problems}"}, status_code=422)
+
+    @app.exception_handler(Busy)
+    def busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"error": f"busy: {admission.capacity} questions are being answered or waiting; "
+                                      f"try again in {RETRY_AFTER_SECONDS} s"},
+                            status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    def damaged(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+        log.error("index store error: %s", exc)
+        return JSONResponse({"error": f"the index store is unreadable ({' '.join(str(exc).split())}); "
+                                      "the operator must run "
+                                      "`assistant index --rebuild`"}, status_code=503)
 
     @app.exception_handler(AssistantError)
     def unavailable(request: Request, exc: AssistantError) -> JSONResponse:

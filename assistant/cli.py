@@ -18,12 +18,12 @@ def _settings(args: argparse.Namespace) -> Settings:
                          corpus_dirs=getattr(args, "corpus", None) or None)
 
 
-def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _open(args: argparse.Namespace, *, check: bool = True):  # type: ignore[no-untyped-def]
     from .core import Assistant
 
     settings = _settings(args)
     _say(args, f"Loading model {settings.model} …")
-    return Assistant.open(settings=settings)
+    return Assistant.open(settings=settings, check=check)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -54,7 +54,7 @@ def _progress_bar(enabled: bool) -> Callable[[str, int, int], None] | None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    bot = _open(args)
+    bot = _open(args, check=not args.rebuild)  # a rebuild must work over a damaged or mismatched index
     report = bot.index(rebuild=args.rebuild, progress=_progress_bar(not args.json and sys.stderr.isatty()))
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
@@ -182,7 +182,7 @@ def _extra_commands() -> list[Callable[..., None]]:
     """Subcommands that live beside their features (serve, watch, bench, feedback)."""
     found = []
     for module, name in (("web", "add_commands"), ("watch", "add_commands"), ("bench", "add_commands"),
-                         ("feedback", "add_commands")):
+                         ("feedback", "add_commands"), ("loadtest", "add_commands")):
         try:
             mod = __import__(f"assistant.{module}", fromlist=[name])
         except ImportError as exc:

@@ -6,7 +6,7 @@ sentences, scores each against the question with the same embedder (one
 content words, removes redundancy with maximal marginal relevance, orders the
 chosen sentences by hit rank and position, and marks each with `[n]`, where
 `n` numbers the distinct passages cited. Every quote is an exact substring of
-its hit's text, so `check_citations` can verify it.
+its hit's text, so `citations.check_citations` can verify it.
 
 When nothing supports an answer (see `refusal_features` and `should_refuse`),
 the answer is a refusal in the question's language that keeps the hits, so a
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .citations import check_citations, citation_markers, format_sources
 from .language import detect_language, is_norwegian
 from .sentences import sentence_spans
 from .terms import asks_for_quantity, content_words, numbers
@@ -73,7 +74,6 @@ DEFAULT_REFUSE_BELOW = 0.87
 # ... and when they do not (an English question over Norwegian passages scores lower).
 DEFAULT_REFUSE_BELOW_CROSS = 0.80
 
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _BULLET = re.compile(r"(?:#{1,6}\s+|[-*•–]\s+|\d+[.)]\s+|>\s+)+")
 # A sentence opening with one of these leans on the sentence before it ("Her har samarbeidet ...").
@@ -369,67 +369,3 @@ def _language_note(lang: str, cited: Sequence[Hit]) -> str:
     elif is_norwegian(lang) and not any(norwegian):
         return CROSS_LANGUAGE_NOTE.get(lang, CROSS_LANGUAGE_NOTE["nb"])
     return ""
-
-
-def citation_markers(text: str) -> list[int]:
-    """The numbers of every `[n]` (and `[n, m]`) marker in `text`, in order."""
-    return [int(n) for group in _MARKER.findall(text) for n in group.split(",")]
-
-
-def check_citations(answer: Answer) -> bool:
-    """True when every `[n]` has a citation whose hit was shown, and every quote is in its hit.
-
-    A refusal must carry no markers and no citations.
-    """
-    by_number = {c.number: c for c in answer.citations}
-    if len(by_number) != len(answer.citations):
-        return False
-    shown = set(answer.hits)
-    for n in citation_markers(answer.text):
-        if n not in by_number:
-            return False
-    for c in answer.citations:
-        if c.hit not in shown:
-            return False
-        if any(not q or q not in c.hit.text for q in c.quotes):
-            return False
-    if answer.refused and (answer.citations or citation_markers(answer.text)):
-        return False
-    return True
-
-
-def format_sources(answer: Answer, *, max_quote_chars: int = 300) -> str:
-    """The numbered sources under an answer, one block per citation, for the CLI.
-
-    Refusals list the hits as "may be related" instead.
-    """
-    lines: list[str] = []
-    if answer.refused:
-        if not answer.hits:
-            return ""
-        lines.append("May be related:" if answer.lang == "en" else
-                     ("Kan vere relevant:" if answer.lang == "nn" else "Kan være relevant:"))
-        for hit in answer.hits[:5]:
-            lines.append(f"  - {_where(hit, answer.lang)}")
-        return "\n".join(lines)
-    if not answer.citations:
-        return ""
-    lines.append("Sources:" if answer.lang == "en" else ("Kjelder:" if answer.lang == "nn" else "Kilder:"))
-    for c in sorted(answer.citations, key=lambda c: c.number):
-        lines.append(f"[{c.number}] {_where(c.hit, answer.lang)}")
-        for q in c.quotes:
-            q = " ".join(q.split())
-            if len(q) > max_quote_chars:
-                q = q[: max_quote_chars - 1].rstrip() + "…"
-            lines.append(f"    «{q}»")
-    return "\n".join(lines)
-
-
-def _where(hit: Hit, lang: str) -> str:
-    parts = [hit.title or hit.doc_id]
-    if hit.headings:
-        parts.append(hit.heading_path)
-    if hit.page is not None:
-        parts.append(("p. " if lang == "en" else "s. ") + str(hit.page))
-    parts.append(f"({hit.doc_id})")
-    return " — ".join(parts[:-1]) + " " + parts[-1]

@@ -15,9 +15,11 @@ already running finish on the old one.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Any, Callable, Sequence
 from . import vectors
 from .chunking import ChunkParams
 from .embedding import Embedder, load_embedder
-from .errors import QuestionError
+from .errors import IndexWriteError, QuestionError
 from .generate import Generator
 from .indexing import Indexer, Progress, is_locked, writer_lock
 from .retrieve import Retriever
@@ -70,13 +72,18 @@ class Assistant:
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None,
              embedder: Embedder | None = None, generator: Generator | None = None,
-             **overrides: Any) -> "Assistant":
-        """Open (or create) the index in `index_dir`, checking that it was built with these settings."""
+             check: bool = True, **overrides: Any) -> "Assistant":
+        """Open (or create) the index in `index_dir`, checking that it was built with these settings.
+
+        `check=False` skips the check (and the creation), for `index(rebuild=True)` over an
+        index that is corrupt or was built with other settings.
+        """
         settings = settings or Settings.load(**overrides)
         if index_dir is not None:
             settings = replace(settings, index_dir=Path(index_dir))
         bot = cls(settings, embedder or load_embedder(settings), generator)
-        bot._writer_store().close()  # creates the store, or checks its stamp
+        if check:
+            bot._writer_store().close()  # creates the store, or checks its stamp and its integrity
         return bot
 
     # -- the stamp: what vectors in this index mean -----------------------------
@@ -93,14 +100,21 @@ class Assistant:
               progress: Progress | None = None) -> IndexReport:
         """Bring the index up to date with `corpus_dirs` (default: the settings' corpus folders)."""
         dirs = [Path(d) for d in (corpus_dirs or self.settings.corpus_dirs)]
-        with writer_lock(self.index_dir):
-            if rebuild:
-                return self._rebuild(dirs, progress)
-            store = self._writer_store()
-            try:
-                return self._indexer(store, self.index_dir).run(dirs, progress)
-            finally:
-                store.close()
+        try:
+            with writer_lock(self.index_dir):
+                if rebuild:
+                    return self._rebuild(dirs, progress)
+                store = self._writer_store()
+                try:
+                    return self._indexer(store, self.index_dir).run(dirs, progress)
+                finally:
+                    store.close()
+        except (OSError, sqlite3.OperationalError) as exc:
+            reason = _write_failure(exc)
+            if reason is None:
+                raise
+            raise IndexWriteError(f"could not write the index in {self.index_dir} ({reason}); the previous "
+                                  "index is intact: free some space and run `assistant index` again") from None
 
     def _indexer(self, store: Store, index_dir: Path) -> Indexer:
         s = self.settings
@@ -112,13 +126,17 @@ class Assistant:
         """Build a fresh index beside the old one, then swap it in; the old one serves until then."""
         tmp = self.index_dir / f".rebuild-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        store = Store.open(tmp, self.stamp(), create=True)
         try:
-            report = self._indexer(store, tmp).run(dirs, progress)
-            store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            store.db.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            store.close()
+            store = Store.open(tmp, self.stamp(), create=True)
+            try:
+                report = self._indexer(store, tmp).run(dirs, progress)
+                store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                store.db.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                store.close()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # the old index is untouched; do not leave the half-built one
+            raise
         self._close_readers()
         for suffix in ("-wal", "-shm"):
             (self.index_dir / (DB_NAME + suffix)).unlink(missing_ok=True)
@@ -247,3 +265,12 @@ class Assistant:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """"disk full" (or a quota) when `exc` says the disk refused a write; None for other errors."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return "disk full"
+    return None

@@ -29,3 +29,7 @@ class MissingExtraError(AssistantError):
 
 class QuestionError(AssistantError):
     """A question that cannot be answered as asked (empty, too long)."""
+
+
+class IndexWriteError(AssistantError):
+    """Writing the index failed (disk full, quota); the previous index is intact."""

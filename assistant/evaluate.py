@@ -184,7 +184,7 @@ def run_eval(path: Path, *, settings: Settings, corpus_dirs: Sequence[str | Path
 
 
 def _answer_metrics(bot: Any, questions: list[Question], say: Callable[[str], None]) -> dict[str, Any]:
-    from .compose import check_citations
+    from .citations import check_citations
 
     refused_unanswerable, refused_answerable, valid, wrong = [], [], [], []
     tick = time.perf_counter()

@@ -34,7 +34,7 @@ from .types import Chunk, Document, IndexReport, Skipped, content_hash
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "writer.lock"
-PIPELINE_VERSION = "1"  # bump when readers or chunking change what they produce
+PIPELINE_VERSION = "2"  # bump when readers or chunking change what they produce
 
 Progress = Callable[[str, int, int], None]
 

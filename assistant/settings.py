@@ -56,6 +56,10 @@ class Settings:
     llm_model: str = "default"
     gguf_path: str = ""
     llm_timeout: float = 60.0
+    # Back-pressure for /api/ask and /api/search: this many run at once, this many more wait;
+    # beyond that a request gets 503 with Retry-After at once.
+    max_concurrent: int = 4
+    queue: int = 32
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -88,7 +88,10 @@ class Store:
         index_dir.mkdir(parents=True, exist_ok=True)
         try:
             db = connect(path)
-            db.execute("PRAGMA quick_check(1)").fetchone()
+            check = db.execute("PRAGMA quick_check(1)").fetchone()
+            if check is None or check[0] != "ok":
+                db.close()
+                raise sqlite3.DatabaseError(f"integrity check failed: {check[0] if check else 'no result'}")
             store = cls(db)
             if create:
                 db.executescript(_SCHEMA)
@@ -96,7 +99,8 @@ class Store:
             store._check_stamp(stamp, index_dir)
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(
-                f"index store {path} is unreadable ({exc}); run `assistant index --rebuild`") from None
+                f"index store {path} is unreadable ({' '.join(str(exc).split())}); "
+                "run `assistant index --rebuild`") from None
         return store
 
     def _check_stamp(self, stamp: dict[str, Any], index_dir: Path) -> None:
@@ -229,11 +233,19 @@ class Store:
                 "INSERT OR REPLACE INTO vectors(key, vector) VALUES (?, ?)",
                 ((k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors)))
 
-    def prune_vectors(self) -> int:
-        """Drop cached vectors that no chunk uses. Returns how many."""
+    def prune_vectors(self, *, slack: float = 0.25, floor: int = 256) -> int:
+        """Drop cached vectors that no chunk uses, once there are many of them. Returns how many.
+
+        Orphans are kept up to `floor` or `slack` times the vectors in use, so that
+        undoing an edit or restoring a deleted file embeds nothing.
+        """
+        orphans = "SELECT key FROM vectors WHERE key NOT IN (SELECT embed_key FROM chunks)"
+        count = self.db.execute(f"SELECT COUNT(*) FROM ({orphans})").fetchone()[0]
+        used = self.db.execute("SELECT COUNT(DISTINCT embed_key) FROM chunks").fetchone()[0]
+        if count <= max(floor, slack * used):
+            return 0
         with self.transaction():
-            cur = self.db.execute(
-                "DELETE FROM vectors WHERE key NOT IN (SELECT DISTINCT embed_key FROM chunks)")
+            cur = self.db.execute(f"DELETE FROM vectors WHERE key IN ({orphans})")
         return int(cur.rowcount or 0)
 
     # -- feedback -------------------------------------------------------------

@@ -9,6 +9,7 @@ above it, `IVF<k>,SQ8` trained on a sample, which still supports removal by id.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -79,10 +80,18 @@ class VectorIndex:
         faiss = _faiss()
         path = index_dir / f"{_PREFIX}{generation}.faiss"
         tmp = index_dir / f".{path.name}.tmp-{os.getpid()}"
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            faiss.write_index(self.index, str(tmp))
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except RuntimeError as exc:  # faiss reports a failed write (such as a full disk) this way
+            tmp.unlink(missing_ok=True)
+            code = errno.ENOSPC if "No space left" in str(exc) else errno.EIO
+            raise OSError(code, f"could not write {path.name}: {os.strerror(code)}") from None
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         self.generation = generation
         return path
 

@@ -251,8 +251,13 @@ def document_view(doc: Document | None, ref: SourceRef, lang: str, window: int =
 
 
 def answer_markdown(answer: Answer) -> str:
-    """The chat message: the answer's text with HTML escaped (it quotes documents)."""
-    return escape(answer.text, quote=False)
+    """The chat message: the answer's text with HTML escaped (it quotes documents).
+
+    Markdown links and images are broken up too (`](` becomes `]\\(`), so a quoted document
+    or a language model cannot make the chat load an image or show a disguised link.
+    """
+    text = escape(answer.text, quote=False)
+    return text.replace("](", "]\\(").replace("![", "!\\[")
 
 
 def status_line(info: Any, lang: str) -> str:

@@ -221,3 +221,19 @@ def test_vectors_in_store_match_the_embedder(tmp_path: Path, corpus: Path) -> No
     assert hit.dense_score is not None
     stored = next(iter(bot._reader().chunk_vectors([hit.chunk_id])))[1][0]
     assert np.isclose(float(stored @ expected), hit.dense_score, atol=1e-5)
+
+
+def test_undo_of_an_edit_embeds_nothing_and_orphans_are_pruned_when_many(tmp_path: Path, corpus: Path) -> None:
+    bot = _open(tmp_path, corpus)
+    bot.index()
+    original = (corpus / "barnehage.txt").read_text(encoding="utf-8")
+    (corpus / "barnehage.txt").write_text(original + "\n\nEt nytt avsnitt.", encoding="utf-8")
+    assert bot.index().chunks_embedded >= 1
+    (corpus / "barnehage.txt").write_text(original, encoding="utf-8")
+    assert bot.index().chunks_embedded == 0  # the old text's vector was kept
+    store = bot._writer_store()
+    try:
+        assert store.prune_vectors(floor=0, slack=0.0) >= 1  # the edit's orphan goes when pruning is due
+        assert store.prune_vectors(floor=0, slack=0.0) == 0
+    finally:
+        store.close()

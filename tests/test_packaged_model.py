@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant import packaged_model
+from assistant import e5s1, packaged_model
 from assistant.embedding import SentenceTransformerEmbedder
 from assistant.errors import AssistantError
 
@@ -230,7 +230,7 @@ def test_malformed_weight_files_raise(tmp_path: Path, content: bytes) -> None:
 def test_nfkc_fallback_tokenizes_real_text_like_nmt_nfkc(sentence_model) -> None:  # type: ignore[no-untyped-def]
     charsmap = packaged_model.find_nmt_nfkc_charsmap()
     assert charsmap is not None  # tokenlearn-static-model is a dependency
-    model = packaged_model._read_e5s1(packaged_model.packaged_weights().path)
+    model = e5s1.read_e5s1(packaged_model.packaged_weights().path)
     fallback = packaged_model._build_tokenizer(model, None)
     exact = sentence_model.tokenizer  # built with nmt_nfkc
     texts = SENTENCES + _seed_paragraphs()
