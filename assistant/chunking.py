@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .sentences import sentence_spans
+from .sentences import sentence_spans, strip_span
 from .types import Chunk, Document, Section
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
@@ -41,7 +41,7 @@ def _units(text: str, start: int, end: int, target: int) -> list[tuple[int, int]
     pos = start
     breaks = [(m.start(), m.end()) for m in _PARAGRAPH_BREAK.finditer(text, start, end)]
     for b_start, b_end in breaks + [(end, end)]:
-        a, b = _strip(text, pos, b_start)
+        a, b = strip_span(text, pos, b_start)
         pos = b_end
         if a >= b:
             continue
@@ -70,14 +70,6 @@ def _hard_split(text: str, a: int, b: int, target: int) -> list[tuple[int, int]]
     if b > a:
         out.append((a, b))
     return out
-
-
-def _strip(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    return a, b
 
 
 def _merged_sections(doc: Document, min_chars: int) -> list[Section]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from .citations import check_citations, citation_markers, format_sources
 from .language import detect_language, is_norwegian
-from .sentences import sentence_spans
+from .sentences import sentence_spans, strip_span
 from .terms import asks_for_quantity, content_words, numbers
 from .types import Answer, Citation, Hit
 
@@ -119,12 +119,8 @@ def candidate_sentences(hits: Sequence[Hit], *, max_hits: int = 5, min_words: in
                 pieces = []
                 pos = a
                 for line in text[a:b].split("\n"):
-                    la, lb = pos, pos + len(line)
-                    pos = lb + 1
-                    while la < lb and text[la].isspace():
-                        la += 1
-                    while lb > la and text[lb - 1].isspace():
-                        lb -= 1
+                    la, lb = strip_span(text, pos, pos + len(line))
+                    pos += len(line) + 1
                     if lb > la:
                         pieces.append((la, lb))
             for pa, pb in pieces:

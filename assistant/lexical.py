@@ -86,20 +86,3 @@ def search(db: sqlite3.Connection, question: str, k: int) -> list[tuple[int, flo
         (expression, k),
     ).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
-
-
-def query_coverage(db: sqlite3.Connection, question: str) -> float:
-    """Share of the question's stems that occur anywhere in the index (0..1).
-
-    An English question over Norwegian text matches few stems; fusion uses this
-    to decide how much to trust the lexical ranking.
-    """
-    terms = sorted(set(analyse(question)))
-    if not terms:
-        return 0.0
-    found = 0
-    for term in terms:
-        expr = '"' + term.replace('"', '""') + '"'
-        if db.execute("SELECT 1 FROM lexical WHERE lexical MATCH ? LIMIT 1", (expr,)).fetchone():
-            found += 1
-    return found / len(terms)

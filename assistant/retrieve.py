@@ -2,12 +2,12 @@
 
 Fusion is a weighted sum of the dense cosine, min-max normalised over the
 candidates, and the BM25 score divided by the best BM25 score. The lexical
-weight depends on the question: Norwegian stems match Norwegian text well, but
-an English question over Norwegian documents matches little of use, so its
-lexical weight is scaled by how many of its stems the index knows *and* by the
-question's language. The weights were chosen on the dev questions and checked
-on NorQuAD (README, "Retrieval"). Candidates found by only one side get their
-missing dense score computed exactly from the stored vector.
+weight depends on the question's language: Norwegian stems match Norwegian
+text well, but an English question over mostly Norwegian documents matches
+little of use and mostly adds noise. The weights were chosen on the dev
+questions and checked on NorQuAD (README, "Retrieval"). Candidates found by
+only the lexical side get their dense score computed exactly from the stored
+vector. Diversity: at most `max_per_doc` chunks of one document in the top k.
 """
 
 from __future__ import annotations
@@ -28,21 +28,10 @@ from .vectors import VectorIndex
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """Lexical weight relative to dense (dense weight is 1), and the cross-language offset.
-
-    `cross_language` is added to the cosine of a passage in another language
-    than the question: multilingual embedders score same-language pairs higher
-    than translations of the same content, so without it an English question
-    prefers any English text to the Norwegian passage that answers it.
-    """
+    """Lexical weight relative to dense (dense weight is 1), by the question's language."""
 
     norwegian: float = 0.3
     english: float = 0.1
-    cross_language: float = 0.0
-
-
-def language_group(lang: str) -> str:
-    return "no" if is_norwegian(lang) else lang
 
 
 @dataclass(frozen=True)
@@ -80,7 +69,7 @@ class Retriever:
         qvec = None
         if mode in ("hybrid", "dense"):
             qvec = self.embed_query(question) if query_vector is None else query_vector
-            dense = self._dense(question, qvec, n)
+            dense = dict(self.index.search(qvec, n))
         if mode in ("hybrid", "lexical"):
             try:
                 lex = dict(lexical.search(self.store.db, question, n))
@@ -88,52 +77,11 @@ class Retriever:
                 lex = {}
         if mode == "hybrid" and qvec is not None:
             missing = [i for i in lex if i not in dense]
-            if missing:
-                langs = self._chunk_groups(missing)
-                mine = language_group(detect_language(question))
-                for ids, vecs in self.store.chunk_vectors(missing):
-                    for cid, score in zip(ids.tolist(), (vecs @ qvec).tolist()):
-                        bonus = self.weights.cross_language if langs.get(cid, mine) != mine else 0.0
-                        dense[cid] = score + bonus
+            for ids, vecs in self.store.chunk_vectors(missing):
+                dense.update(zip(ids.tolist(), (vecs @ qvec).tolist()))
         scored = self._fuse(question, dense, lex, mode)
         chunks = self.store.chunks_by_id([c for c, _ in scored[: n * 2]])
         return self._diversify(scored, chunks, dense, lex, k)
-
-    def _groups(self) -> dict[str, np.ndarray]:
-        """Chunk ids by language group, computed once per vector-index generation."""
-        if self.index.groups is None:
-            rows = self.store.db.execute(
-                "SELECT c.id, d.lang FROM chunks c JOIN documents d ON d.id = c.doc_id").fetchall()
-            groups: dict[str, list[int]] = {}
-            for cid, lang in rows:
-                groups.setdefault(language_group(lang), []).append(int(cid))
-            self.index.groups = {g: np.asarray(ids, dtype=np.int64) for g, ids in groups.items()}
-        return self.index.groups
-
-    def _chunk_groups(self, ids: Sequence[int]) -> dict[int, str]:
-        marks = ",".join("?" * len(ids))
-        rows = self.store.db.execute(
-            f"SELECT c.id, d.lang FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
-            list(ids)).fetchall()
-        return {int(cid): language_group(lang) for cid, lang in rows}
-
-    def _dense(self, question: str, qvec: np.ndarray, n: int) -> dict[int, float]:
-        """Dense candidates from every language group, cross-language cosines offset upwards.
-
-        Each other-language group is searched on its own, so its best passages are
-        candidates even when many same-language passages score higher.
-        """
-        offset = self.weights.cross_language
-        groups = self._groups() if offset else {}
-        if len(groups) <= 1:
-            return dict(self.index.search(qvec, n))
-        mine = language_group(detect_language(question))
-        dense: dict[int, float] = {}
-        for group, ids in groups.items():
-            bonus = 0.0 if group == mine else offset
-            for cid, score in self.index.search(qvec, n, among=ids):
-                dense[cid] = score + bonus
-        return dense
 
     def _fuse(self, question: str, dense: dict[int, float], lex: dict[int, float],
               mode: str) -> list[tuple[int, float]]:

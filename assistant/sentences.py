@@ -59,11 +59,17 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return spans
 
 
-def _append(text: str, spans: list[tuple[int, int]], a: int, b: int) -> None:
+def strip_span(text: str, a: int, b: int) -> tuple[int, int]:
+    """`(a, b)` narrowed so that `text[a:b]` has no leading or trailing white space."""
     while a < b and text[a].isspace():
         a += 1
     while b > a and text[b - 1].isspace():
         b -= 1
+    return a, b
+
+
+def _append(text: str, spans: list[tuple[int, int]], a: int, b: int) -> None:
+    a, b = strip_span(text, a, b)
     if b > a:
         spans.append((a, b))
 

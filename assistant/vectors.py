@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,28 +46,16 @@ class VectorIndex:
     index: object  # faiss.Index
     generation: int
     kind: str
-    groups: dict[str, np.ndarray] | None = None  # chunk ids by language group, filled by the retriever
-    _selectors: dict[int, tuple[object, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def size(self) -> int:
         return int(self.index.ntotal)  # type: ignore[attr-defined]
 
-    def search(self, query: np.ndarray, k: int, among: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """The `k` nearest vectors by inner product; with `among`, only those ids are considered."""
-        if self.size == 0 or k <= 0 or (among is not None and len(among) == 0):
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The `k` nearest vectors by inner product, best first."""
+        if self.size == 0 or k <= 0:
             return []
-        params = None
-        if among is not None:
-            faiss = _faiss()
-            selector = self._selectors.get(id(among))
-            if selector is None:  # built once per id array (they live as long as this generation)
-                selector = self._selectors[id(among)] = (faiss.IDSelectorBatch(among), among)
-            params = faiss.SearchParameters(sel=selector[0])
-            if self.kind != "flat":
-                params = faiss.SearchParametersIVF(sel=selector[0], nprobe=self.index.nprobe)  # type: ignore[attr-defined]
-        k = min(k, self.size)
-        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), k, params=params)  # type: ignore[attr-defined]
+        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), min(k, self.size))  # type: ignore[attr-defined]
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
     def update(self, removed: list[int], added_ids: np.ndarray, added: np.ndarray) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from assistant import Assistant, IndexLockedError, IndexMismatchError, Settings
 from assistant.indexing import writer_lock
+from conftest import write_files
 from fakes import FakeEmbedder
 
 DOCS = {
@@ -20,17 +21,10 @@ DOCS = {
 }
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
 @pytest.fixture()
 def corpus(tmp_path: Path) -> Path:
     root = tmp_path / "corpus"
-    _write(root, DOCS)
+    write_files(root, DOCS)
     return root
 
 
@@ -166,7 +160,7 @@ class _CrashingEmbedder(FakeEmbedder):
 
 def test_crash_mid_run_keeps_previous_index_and_next_run_resumes(tmp_path: Path, corpus: Path) -> None:
     _open(tmp_path, corpus).index()
-    _write(corpus, {f"ny-{i}.md": f"# Ny {i}\n\n" + f"Unik tekst nummer {i} om vannverk. " * 80 for i in range(30)})
+    write_files(corpus, {f"ny-{i}.md": f"# Ny {i}\n\n" + f"Unik tekst nummer {i} om vannverk. " * 80 for i in range(30)})
     crashing = _CrashingEmbedder(allowed=64)
     bot = _open(tmp_path, corpus, crashing)
     with pytest.raises(_Crash):
@@ -187,7 +181,7 @@ def test_hot_reload_sees_another_writers_update(tmp_path: Path, corpus: Path) ->
     reader = _open(tmp_path, corpus)
     reader.index()
     assert reader.search("vannverk", k=1)[0].doc_id != "vann.md"
-    _write(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til innbyggerne."})
+    write_files(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til innbyggerne."})
     _open(tmp_path, corpus).index()  # another process, in effect
     assert reader.search("vannverket drikkevann", k=1)[0].doc_id == "vann.md"
 

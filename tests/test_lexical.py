@@ -25,11 +25,3 @@ def test_search_ranks_matching_chunks_and_handles_odd_questions() -> None:
     assert lexical.search(db, "DROP TABLE lexical; --", 10) == []
     lexical.remove(db, [1, 3])
     assert lexical.search(db, "sosialhjelp", 10) == []
-
-
-def test_query_coverage() -> None:
-    db = sqlite3.connect(":memory:")
-    lexical.create_schema(db)
-    lexical.add(db, [(1, "søknad om sosialhjelp")])
-    assert lexical.query_coverage(db, "sosialhjelp søknad") == 1.0
-    assert lexical.query_coverage(db, "application welfare") == 0.0

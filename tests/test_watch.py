@@ -16,7 +16,7 @@ from assistant.indexing import writer_lock
 from assistant.types import IndexReport
 from assistant.vectors import VectorIndex
 from assistant.watch import Watcher
-from conftest import SEED
+from conftest import SEED, write_files
 from fakes import FakeEmbedder
 
 DOCS = {
@@ -28,17 +28,10 @@ MARKER = "Fjellbygd kommune bygde et nytt renseanlegg for drikkevann ved Storvat
 QUESTION = "renseanlegg for drikkevann i Fjellbygd ved Storvatnet"
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
 @pytest.fixture()
 def corpus(tmp_path: Path) -> Path:
     root = tmp_path / "corpus"
-    _write(root, DOCS)
+    write_files(root, DOCS)
     return root
 
 
@@ -109,7 +102,7 @@ def test_a_copy_of_many_files_becomes_one_run_or_a_few(watched, corpus: Path,  #
                                                          tmp_path: Path) -> None:
     bot, watcher, reports, _ = watched
     staging = tmp_path / "staging"
-    _write(staging, {f"sak-{i:03}.md": f"# Sak {i}\n\nSaksnummer {i} gjelder vedtak {i * 7} om byggesak."
+    write_files(staging, {f"sak-{i:03}.md": f"# Sak {i}\n\nSaksnummer {i} gjelder vedtak {i * 7} om byggesak."
                      for i in range(300)})
     shutil.copytree(staging, corpus / "saker")
     _until(lambda: bot.info().documents == 303 and watcher.idle, 60)
@@ -120,7 +113,7 @@ def test_a_copy_of_many_files_becomes_one_run_or_a_few(watched, corpus: Path,  #
 
 def test_new_changed_renamed_and_deleted_files(watched, corpus: Path) -> None:  # type: ignore[no-untyped-def]
     bot, watcher, reports, fake = watched
-    _write(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til alle innbyggerne."})
+    write_files(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til alle innbyggerne."})
     _until(lambda: bool(bot.search("vannverket drikkevann", k=1)) and
            bot.search("vannverket drikkevann", k=1)[0].doc_id == "vann.md", 10)
 
@@ -161,7 +154,7 @@ def test_falls_back_to_polling_without_filesystem_events(tmp_path: Path, corpus:
     with Watcher(bot, [corpus], quiet_seconds=0.2, poll_seconds=0.2) as watcher:
         assert watcher.mode == "polling"
         _until(lambda: watcher.runs >= 1, 20)
-        _write(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann."})
+        write_files(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann."})
         _until(lambda: bot.document("vann.md") is not None, 10)
 
 
@@ -170,7 +163,7 @@ def test_a_locked_index_is_retried_and_the_thread_survives(watched, corpus: Path
     bot, watcher, _, _ = watched
     caplog.set_level(logging.INFO, logger="assistant.watch")
     with writer_lock(bot.index_dir):  # another indexer, in effect
-        _write(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann."})
+        write_files(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann."})
         _until(lambda: "being written" in caplog.text, 10)
         assert bot.document("vann.md") is None
     _until(lambda: bot.document("vann.md") is not None, 10)
@@ -197,7 +190,7 @@ def test_other_errors_are_logged_and_the_watcher_keeps_going(tmp_path: Path, cor
     with Watcher(bot, [corpus], quiet_seconds=0.2, retry_seconds=0.2) as watcher:
         _until(lambda: watcher.runs == 1 and watcher.idle, 20)
         flaky.fail_next = True
-        _write(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann."})
+        write_files(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann."})
         _until(lambda: bot.document("vann.md") is not None, 10)
         assert watcher.failures == 1 and "model crashed" in caplog.text
 
@@ -279,7 +272,7 @@ def test_readers_keep_answering_consistently_while_the_writer_indexes(tmp_path: 
         r.start()
     writer = _open(tmp_path, corpus)
     for round_ in range(8):
-        _write(corpus, {f"sak-{round_}-{i}.md": f"# Sak {round_}-{i}\n\n" +
+        write_files(corpus, {f"sak-{round_}-{i}.md": f"# Sak {round_}-{i}\n\n" +
                         f"Vedtak om byggesak R{round_}N{i} i kommunen. Vannverk nummer {i}. " * 30
                         for i in range(10)})
         if round_:
@@ -317,7 +310,7 @@ def test_nothing_half_written_is_served_and_readers_do_not_wait(tmp_path: Path, 
         return path
 
     monkeypatch.setattr(VectorIndex, "save", paused_save)
-    _write(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til innbyggerne."})
+    write_files(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til innbyggerne."})
     (corpus / "veier" / "vei.md").unlink()
     writer = _open(tmp_path, corpus)
     errors: list[BaseException] = []
@@ -369,7 +362,7 @@ def test_a_query_in_flight_completes_on_the_old_state(tmp_path: Path, corpus: Pa
     thread.start()
     assert slow.started.wait(30)
     (corpus / "veier" / "vei.md").unlink()
-    _write(corpus, {"brøyting.md": "# Brøyting\n\nKommunen brøyter de kommunale veiene hver vinter."})
+    write_files(corpus, {"brøyting.md": "# Brøyting\n\nKommunen brøyter de kommunale veiene hver vinter."})
     _open(tmp_path, corpus).index()
     slow.go.set()
     thread.join(30)
@@ -422,7 +415,7 @@ def test_watch_command_indexes_then_watches_until_ctrl_c(tmp_path: Path, corpus:
             except Exception:  # noqa: BLE001 - the index may not exist yet
                 pass
             if (corpus / "ny.md").exists() is False and probe is not None and probe.info().documents == 3:
-                _write(corpus, {"ny.md": "# Ny\n\nEt nytt dokument om vannverk."})
+                write_files(corpus, {"ny.md": "# Ny\n\nEt nytt dokument om vannverk."})
             time.sleep(0.1)
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # as Ctrl-C does
 
