@@ -30,6 +30,7 @@ import numpy as np
 from .citations import check_citations, citation_markers, format_sources
 from .language import detect_language, is_norwegian
 from .sentences import sentence_spans, strip_span
+from .settings import Settings
 from .terms import asks_for_quantity, content_words, numbers
 from .types import Answer, Citation, Hit
 
@@ -70,9 +71,9 @@ CROSS_LANGUAGE_NOTE = {
 
 # Calibrated on the dev set with multilingual-e5-small and the e5 prompts (see README, "Refusal"):
 # the best sentence's cosine with the question, when question and passage share a language ...
-DEFAULT_REFUSE_BELOW = 0.87
+DEFAULT_REFUSE_BELOW: float = Settings.refuse_below
 # ... and when they do not (an English question over Norwegian passages scores lower).
-DEFAULT_REFUSE_BELOW_CROSS = 0.80
+DEFAULT_REFUSE_BELOW_CROSS: float = Settings.refuse_below_cross
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _BULLET = re.compile(r"(?:#{1,6}\s+|[-*•–]\s+|\d+[.)]\s+|>\s+)+")

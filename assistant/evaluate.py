@@ -67,22 +67,35 @@ def load_questions(path: Path, squad_corpus: Path | None = None) -> tuple[list[Q
 
 
 def _squad(data: dict[str, Any], corpus: Path | None) -> list[Question]:
+    """Questions of a SQuAD file; its distinct contexts are written to `corpus`, one file each.
+
+    A context that occurs under several articles (NorQuAD repeats some) is one document,
+    so a hit on either copy counts. Files left from other versions of the file are removed.
+    """
     if corpus is None:
         raise AssistantError("a SQuAD file needs a folder for its contexts")
     corpus.mkdir(parents=True, exist_ok=True)
     questions = []
+    wanted: set[str] = set()
     for a, article in enumerate(data["data"]):
-        for p, para in enumerate(article["paragraphs"]):
-            doc_id = f"{para.get('document_id', a)}-{a}-{p}.txt"
-            target = corpus / doc_id
-            if not target.exists() or target.read_text(encoding="utf-8") != para["context"]:
-                target.write_text(para["context"], encoding="utf-8")
+        for para in article["paragraphs"]:
+            context = para["context"]
+            digest = hashlib.sha256(context.encode("utf-8")).hexdigest()[:12]
+            doc_id = f"{para.get('document_id', a)}-{digest}.txt"
+            if doc_id not in wanted:
+                wanted.add(doc_id)
+                target = corpus / doc_id
+                if not target.exists():
+                    target.write_text(context, encoding="utf-8")
             for qa in para["qas"]:
                 if qa.get("is_impossible") or not qa.get("answers"):
                     questions.append(Question(str(qa["id"]), qa["question"], "nb", None, "", "unanswerable"))
                     continue
                 questions.append(Question(str(qa["id"]), qa["question"], "nb", doc_id,
                                           qa["answers"][0]["text"], "squad"))
+    for stale in corpus.iterdir():
+        if stale.name not in wanted:
+            stale.unlink()
     return questions
 
 

@@ -228,3 +228,44 @@ def test_size_limit_is_configurable(tmp_path: Path) -> None:
 def test_text_cap_on_pdf_sets_truncated(tmp_path: Path) -> None:
     doc = read_document(make_pdf(tmp_path / "r.pdf", pages=5), tmp_path, max_bytes=LIMITS["max_bytes"], max_chars=300)
     assert doc.metadata["truncated"] is True and len(doc.text) <= 300
+
+
+def test_an_index_run_over_every_bad_file_and_the_whole_corpus(tmp_path: Path) -> None:
+    """Issue #3's done-when: the run finishes, every bad file is reported with its reason,
+    every other document is indexed, and a bad new version leaves the previous one in place."""
+    import shutil
+
+    from assistant import Assistant
+    from conftest import shared
+    from fakes import FakeEmbedder
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(shared("corpus"), corpus / "shared")
+    expected: dict[str, str] = {}
+    for n, (kind, (make, reason)) in enumerate(CATALOGUE.items()):
+        folder = corpus / "bad" / f"{n:02d}"
+        folder.mkdir(parents=True)
+        path = make(folder)
+        # A vanished file is gone before the scan; a folder named `x.md` is walked as a folder.
+        if reason is not None and kind not in ("file removed after listing", "directory with a text suffix"):
+            expected[path.relative_to(corpus).as_posix()] = reason
+    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus])
+    bot = Assistant.open(settings=settings, embedder=FakeEmbedder())
+    report = bot.index()
+    reasons = {s.doc: s.reason for s in report.skipped}
+    for doc, reason in expected.items():
+        assert doc in reasons, doc
+        assert re.search(reason, reasons[doc]) and "\n" not in reasons[doc], (doc, reasons[doc])
+    good = [p for p in (corpus / "shared").rglob("*") if p.is_file() and not p.name.upper().startswith("LICENSE")]
+    indexed = set(bot.documents())
+    assert {p.relative_to(corpus).as_posix() for p in good} <= indexed
+    assert "bad/12/dyp.html" in indexed  # deeply nested HTML reads
+    before = bot.search("søknad om sosialhjelp", k=3)
+
+    seed = corpus / "shared" / "ks-artikkel" / "en-innovasjonskraft-a-regne-med.txt"
+    seed.write_bytes(b"\x00\x01binary now" * 50)
+    again = bot.index()
+    assert any(s.doc == "shared/ks-artikkel/en-innovasjonskraft-a-regne-med.txt"
+               and "previous version kept" in s.reason for s in again.skipped)
+    assert again.documents_total == report.documents_total
+    assert [h.chunk_id for h in bot.search("søknad om sosialhjelp", k=3)] == [h.chunk_id for h in before]
