@@ -102,6 +102,9 @@ def _trim(text: str, a: int, b: int) -> tuple[int, int]:
     return a, b
 
 
+_BRACKETED_NUMBER = re.compile(r"\[\d+\]")
+
+
 def candidate_sentences(hits: Sequence[Hit], *, max_hits: int = 5, min_words: int = 4,
                         max_chars: int = 400) -> list[Candidate]:
     """The quotable sentences of the first `max_hits` hits, without duplicates.
@@ -128,6 +131,8 @@ def candidate_sentences(hits: Sequence[Hit], *, max_hits: int = 5, min_words: in
                 pa, pb = _trim(text, pa, pb)
                 sentence = text[pa:pb]
                 if len(_WORD.findall(sentence)) < min_words:
+                    continue
+                if _BRACKETED_NUMBER.search(sentence):  # "[3]" in a document would read as a citation
                     continue
                 key = " ".join(sentence.lower().split())
                 if key in seen:

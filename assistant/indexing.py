@@ -27,7 +27,7 @@ from . import vectors
 from .chunking import ChunkParams, chunk_document
 from .embedding import Embedder
 from .errors import IndexLockedError, ReadError
-from .readers import SUPPORTED_SUFFIXES, is_licence_file, read_document
+from .readers import is_licence_file, read_document
 from .store import Store
 from .types import Chunk, Document, IndexReport, Skipped, content_hash
 
@@ -152,6 +152,7 @@ class Indexer:
         self.max_doc_chars = max_doc_chars
         self.commit_bytes = commit_bytes
         self.chunks_embedded = 0
+        self._index: vectors.VectorIndex | None = None  # loaded at the start of `run`
 
     def run(self, corpus_dirs: Sequence[Path], progress: Progress | None = None) -> IndexReport:
         started = time.perf_counter()
@@ -239,6 +240,7 @@ class Indexer:
             self.store.set_meta("generation", str(generation))
             self.store.set_meta("updated_at", str(time.time()))
             ids, vecs = _collect(self.store, added_ids, self.embedder.dimension)
+            assert self._index is not None
             self._index.update(dropped, ids, vecs)
             # The FAISS file for the new generation exists before the generation becomes visible.
             self._index.save(self.index_dir, generation)
@@ -277,4 +279,4 @@ def _collect(store: Store, ids: list[int], dim: int) -> tuple[np.ndarray, np.nda
     return np.concatenate([p[0] for p in parts]), np.vstack([p[1] for p in parts])
 
 
-__all__ = ["Indexer", "SourceFile", "scan", "embed_text", "writer_lock", "is_locked", "SUPPORTED_SUFFIXES"]
+__all__ = ["Indexer", "SourceFile", "scan", "embed_text", "writer_lock", "is_locked"]

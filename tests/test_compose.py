@@ -269,3 +269,16 @@ def test_every_dev_question_gets_checked_citations_over_its_own_document() -> No
         assert not answer.refused and answer.citations, row["id"]
         answered += 1
     assert answered >= 30
+
+
+def test_sentences_with_bracketed_numbers_are_never_quoted() -> None:
+    """A document's own "[3]" (a footnote) inside a quote would read as a citation to nothing."""
+    from assistant.compose import candidate_sentences
+    from assistant.types import Hit
+
+    text = ("Norge skal være verdens mest digitaliserte land innen 2030 [3]. "
+            "Kommunene samarbeider om digitale løsninger for innbyggerne.")
+    hit = Hit(chunk_id=1, doc_id="d", title="t", text=text, start=0, end=len(text), headings=(), page=None,
+              score=1.0, rank=1)
+    sentences = [c.text for c in candidate_sentences([hit])]
+    assert sentences == ["Kommunene samarbeider om digitale løsninger for innbyggerne."]
