@@ -34,13 +34,6 @@ class FusionWeights:
     english: float = 0.1
 
 
-@dataclass(frozen=True)
-class Candidate:
-    chunk_id: int
-    dense: float
-    lexical: float
-
-
 class Retriever:
     """Searches one consistent view of the index (a store connection and its vector index)."""
 
