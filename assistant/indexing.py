@@ -123,6 +123,9 @@ def scan(corpus_dirs: Sequence[Path]) -> tuple[list[SourceFile], list[Skipped]]:
                 if is_licence_file(path):
                     skipped.append(Skipped(doc_id, "licence file"))
                     continue
+                if Path(dirpath) == root and name.lower().startswith("readme"):
+                    skipped.append(Skipped(doc_id, "README of the corpus folder (describes it, not content)"))
+                    continue
                 try:
                     st = path.stat()
                 except OSError as exc:

@@ -190,11 +190,13 @@ def test_bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed(tmp_path: P
     (corpus / "tom.txt").write_bytes(b"")
     (corpus / "binær.txt").write_bytes(bytes(range(256)) * 10)
     (corpus / "LICENSE").write_text("MIT License", encoding="utf-8")
+    (corpus / "README.md").write_text("# corpus/\n\nCopy documents here.", encoding="utf-8")
+    (corpus / "veier" / "README.md").write_text("# Veier\n\nOm veiene i kommunen.", encoding="utf-8")
     report = _open(tmp_path, corpus).index()
     reasons = {s.doc: s.reason for s in report.skipped}
-    assert set(reasons) == {"tom.txt", "binær.txt", "LICENSE"}
+    assert set(reasons) == {"tom.txt", "binær.txt", "LICENSE", "README.md"}  # a sub-folder's README is content
     assert all(reasons.values()) and all("\n" not in r for r in reasons.values())
-    assert report.documents_total == 3
+    assert report.documents_total == 4
 
 
 def test_bad_file_does_not_remove_its_previous_version(tmp_path: Path, corpus: Path) -> None:
