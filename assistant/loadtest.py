@@ -36,23 +36,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 from urllib.parse import urlsplit
 
+from .bench import percentile
+from .churn import Churn, Question
 from .errors import AssistantError
 
 if TYPE_CHECKING:
-    from .core import Assistant
     from .embedding import Embedder
     from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 FOLLOW_UPS = {"nb": "Kan du si mer om det?", "nn": "Kan du seie meir om det?", "en": "Can you tell me more about that?"}
-CHURN_PREFIX = "churn-"
-
-
-@dataclass(frozen=True)
-class Question:
-    text: str
-    lang: str = "nb"
 
 
 @dataclass(frozen=True)
@@ -115,97 +109,6 @@ def load_questions(path: Path) -> list[Question]:
     if not out:
         raise AssistantError(f"no questions in {path}")
     return out
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The `q`-th percentile (0-100), nearest rank; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
-# -- churn: documents that come and go ---------------------------------------------
-_SYLLABLES = ("ka", "ro", "vi", "ne", "tu", "sa", "lo", "mi", "de", "fu", "bre", "gla", "sto", "pri")
-
-
-class Churn:
-    """Adds a small document to `folder` and deletes an older one, every `every` seconds.
-
-    `gone[doc_id]` is the monotonic time at which the index no longer held the
-    deleted document (seen through `bot`), so a request started later must not cite it.
-    """
-
-    def __init__(self, bot: "Assistant", folder: Path, *, every: float = 2.0, keep: int = 4, seed: int = 0) -> None:
-        self.bot = bot
-        self.folder = folder
-        self.every = every
-        self.keep = keep
-        self.rng = random.Random(seed)
-        self.alive: list[tuple[str, str]] = []  # (doc id, its unique word)
-        self.topics: list[tuple[str, str]] = []  # every document ever added
-        self.gone: dict[str, float] = {}
-        self.added = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def word(self, n: int) -> str:
-        rng = random.Random(n * 7919 + 17)
-        return "".join(rng.choice(_SYLLABLES) for _ in range(4)) + str(n)
-
-    def question(self, rng: random.Random) -> Question | None:
-        with self._lock:
-            if not self.topics:
-                return None
-            _, word = rng.choice(self.topics)
-        return Question(f"Hvilken referansekode har saken om {word}?", "nb")
-
-    def start(self) -> "Churn":
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._loop, name="loadtest-churn", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.step()
-            except Exception:  # a failed step must not end the run; it shows in the report as fewer steps
-                log.exception("churn step failed")
-
-    def step(self) -> None:
-        n = self.added
-        word = self.word(n)
-        doc_id = f"{CHURN_PREFIX}{n}.md"
-        code = f"RK-{n:04d}-{self.rng.randrange(1000, 9999)}"
-        text = (f"# Sak om {word}\n\nKommunen har behandlet saken om {word}. Referansekoden for saken om {word} "
-                f"er {code}. Saken om {word} er avsluttet, og alle parter har fått svar.\n")
-        part = self.folder / f".{doc_id}.part"
-        part.write_text(text, encoding="utf-8")
-        part.replace(self.folder / doc_id)
-        self.added += 1
-        with self._lock:
-            self.alive.append((doc_id, word))
-            self.topics.append((doc_id, word))
-            victim = self.alive.pop(0) if len(self.alive) > self.keep else None
-        if victim is not None:
-            (self.folder / victim[0]).unlink(missing_ok=True)
-            self._wait_gone(victim[0])
-
-    def _wait_gone(self, doc_id: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            if doc_id not in self.bot._reader().documents():
-                self.gone[doc_id] = time.monotonic()
-                return
-            time.sleep(0.05)
 
 
 # -- users ------------------------------------------------------------------------
