@@ -39,7 +39,7 @@ def answer_question(bot: "Assistant", question: str, history: Sequence[tuple[str
     answer = compose_extractive(query, hits, bot.embedder, lang=lang, query_prompt=s.query_prompt,
                                 passage_prompt=s.passage_prompt, refuse_below=s.refuse_below,
                                 refuse_below_cross=s.refuse_below_cross)
-    answer = replace(answer, question=question, backend="refusal" if answer.refused else "extractive")
+    answer = replace(answer, question=question)
     generator = bot.generator()
     if generator is not None and not answer.refused:
         extractive = answer

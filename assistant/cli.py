@@ -68,10 +68,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from .answering import hit_json
+
     bot = _open(args)
     hits = bot.search(args.question, k=args.k)
     if args.json:
-        print(json.dumps([_hit_json(h) for h in hits], ensure_ascii=False))
+        print(json.dumps([hit_json(h) for h in hits], ensure_ascii=False))
         return 0
     for h in hits:
         where = f" › {h.heading_path}" if h.heading_path else ""
@@ -81,12 +83,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not hits:
         print("No passages found.")
     return 0
-
-
-def _hit_json(h: Any) -> dict[str, Any]:
-    return {"rank": h.rank, "score": round(h.score, 4), "doc_id": h.doc_id, "title": h.title,
-            "headings": list(h.headings), "page": h.page, "start": h.start, "end": h.end, "text": h.text,
-            "dense_score": h.dense_score, "lexical_score": h.lexical_score}
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -298,7 +298,7 @@ def refusal_answer(question: str, hits: Sequence[Hit], *, lang: str,
                    timings: dict[str, float] | None = None) -> Answer:
     """The refusal in the question's language, keeping the hits as "may be related"."""
     return Answer(question=question, text=REFUSAL.get(lang, REFUSAL["nb"]), citations=(),
-                  hits=tuple(hits), lang=lang, refused=True, timings=dict(timings or {}))
+                  hits=tuple(hits), lang=lang, refused=True, timings=dict(timings or {}), backend="refusal")
 
 
 def compose_extractive(question: str, hits: Sequence[Hit], embedder: "Embedder", *, lang: str,

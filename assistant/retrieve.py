@@ -104,17 +104,16 @@ class Retriever:
                    dense: dict[int, float], lex: dict[int, float], k: int) -> list[Hit]:
         """Best first, at most `max_per_doc` chunks per document; the rest fill up if too few."""
         hits: list[Hit] = []
-        per_doc: dict[str, list[int]] = {}
+        per_doc: dict[str, int] = {}
         deferred: list[tuple[int, float]] = []
         for cid, score in scored:
             stored = chunks.get(cid)
             if stored is None:  # removed since the vector index was loaded
                 continue
-            taken = per_doc.setdefault(stored.chunk.doc_id, [])
-            if len(taken) >= self.max_per_doc:
+            if per_doc.get(stored.chunk.doc_id, 0) >= self.max_per_doc:
                 deferred.append((cid, score))
                 continue
-            taken.append(stored.chunk.ordinal)
+            per_doc[stored.chunk.doc_id] = per_doc.get(stored.chunk.doc_id, 0) + 1
             hits.append(_hit(stored, score, len(hits) + 1, dense.get(cid), lex.get(cid)))
             if len(hits) == k:
                 return hits
