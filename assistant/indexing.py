@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from . import vectors
+from .centering import refresh_means
 from .chunking import ChunkParams, chunk_document
 from .embedding import Embedder
 from .errors import IndexLockedError, ReadError
@@ -286,6 +287,7 @@ class Indexer:
         self.store.set_meta("updated_at", str(time.time()))
         self.store.set_meta("dense_count", str(self._index.size))
         self.store.set_pending(waiting)
+        refresh_means(self.store)
         self._index.save(self.index_dir, generation)
 
     def _embed(self, items: list[tuple[str, str]], progress: Progress | None) -> None:
