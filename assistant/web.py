@@ -8,9 +8,10 @@ from `webui.py` mounted at `/`); `start_server(app, host, port)` runs it in a
 background thread, which is what the tests do. Importing this module is cheap:
 gradio, FastAPI and uvicorn are imported only when a server is built.
 
-`assistant serve` builds the app, starts listening, and meanwhile loads the
-model and brings the index up to date in a background thread (`startup.py`);
-"Ready in X s" is printed once that is done, so it means the chat can answer.
+`assistant serve` loads the model and brings the index up to date in a
+background thread (`startup.py`) while it imports gradio, builds the app and
+starts listening; "Ready in X s" is printed once both are done, so it means
+the chat can answer.
 Until then `/api/health` answers 503 with `"ready": false`, the chat says the
 model is loading, and questions wait.
 """
@@ -139,9 +140,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.watch:
             watchers.append(_start_watcher(bot, settings.corpus_dirs))
 
-    # The app is built first; the warm-up starts once the server listens. Doing both at once saves
-    # nothing measurable (imports hold the GIL) and risks a deadlock between two threads' imports.
+    # The warm-up (torch, sentence-transformers, the model) runs while this thread imports gradio and
+    # builds the app. Imports mostly hold the GIL, so this saves little, but the server listens and
+    # answers /api/health (503, "ready": false) as soon as the app is built.
     startup = Startup()
+    startup.start(warm_up)
     _say(args, "Starting the web server …")
     app = build_app(bot, corpus_dirs=settings.corpus_dirs, admin_password=password, startup=startup)
     import uvicorn
@@ -151,20 +154,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
 
     def announce() -> None:
-        while not server.started and not server.should_exit:
-            time.sleep(0.02)
-        if not server.started:
-            return
-        _say(args, f"Listening on http://{shown}:{args.port}/ after {time.monotonic() - started:.1f} s; "
-             "questions wait until the model is loaded.")
-        startup.start(warm_up)
         startup.finished()
         if startup.error is not None:
             server.should_exit = True
             return
-        print(f"Ready in {time.monotonic() - started:.1f} s: chat at http://{shown}:{args.port}/ , "
-              f"API at http://{shown}:{args.port}/api/ask (admin tab {'on' if password else 'off'}). "
-              "Ctrl-C stops.", file=sys.stderr)
+        while not server.started and not server.should_exit:
+            time.sleep(0.02)
+        if server.started:
+            print(f"Ready in {time.monotonic() - started:.1f} s: chat at http://{shown}:{args.port}/ , "
+                  f"API at http://{shown}:{args.port}/api/ask (admin tab {'on' if password else 'off'}). "
+                  "Ctrl-C stops.", file=sys.stderr)
 
     threading.Thread(target=announce, name="assistant-announce", daemon=True).start()
     try:

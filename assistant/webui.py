@@ -189,21 +189,23 @@ def build_ui(bot: "Assistant", *, admin: "Admin | None" = None, gate: "LoginGate
             timer = gr.Timer(1.0)
             timer.tick(lambda lng: [status(lng), gr.Timer(active=not startup.ready)], lang, [status_md, timer],
                        **PRIVATE)
-        _named_endpoints(gr, bot)
+        _named_endpoints(gr, bot, startup)
     return demo
 
 
-def _named_endpoints(gr: Any, bot: "Assistant") -> None:
+def _named_endpoints(gr: Any, bot: "Assistant", startup: Startup) -> None:
     """`ask` and `search` for `gradio_client`, returning the same JSON as `/api/ask` and `/api/search`."""
 
     def ask(question: str, history: list[list[str]] | None = None) -> dict[str, Any]:
         try:
+            startup.wait()
             return answer_json(bot.ask(question, [(str(u), str(a)) for u, a in (history or [])]))
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
 
     def search(question: str, k: int = 5) -> dict[str, Any]:
         try:
+            startup.wait()
             return {"question": question, "hits": [hit_json(h) for h in bot.search(question, k=int(k))]}
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
