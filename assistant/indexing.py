@@ -124,8 +124,9 @@ def scan(corpus_dirs: Sequence[Path]) -> tuple[list[SourceFile], list[Skipped]]:
                 if is_licence_file(path):
                     skipped.append(Skipped(doc_id, "licence file"))
                     continue
-                if Path(dirpath) == root and name.lower().startswith("readme"):
-                    skipped.append(Skipped(doc_id, "README of the corpus folder (describes it, not content)"))
+                if Path(dirpath) == root and _describes_folder(name):
+                    skipped.append(Skipped(doc_id, f"{Path(name).stem} of the corpus folder (describes it, "
+                                                   "not content)"))
                     continue
                 try:
                     st = path.stat()
@@ -138,6 +139,16 @@ def scan(corpus_dirs: Sequence[Path]) -> tuple[list[SourceFile], list[Skipped]]:
                     continue
                 files[doc_id] = SourceFile(doc_id, root, path, st.st_size, st.st_mtime_ns)
     return list(files.values()), skipped
+
+
+# Files at the top of a corpus folder that describe the folder (what it holds, where the
+# documents come from, their licences) rather than being documents themselves.
+_FOLDER_FILES = frozenset({"sources", "attribution", "attributions", "credits"})
+
+
+def _describes_folder(name: str) -> bool:
+    stem = Path(name).stem.lower()
+    return stem.startswith("readme") or stem in _FOLDER_FILES
 
 
 class Indexer:
