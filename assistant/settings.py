@@ -48,8 +48,8 @@ class Settings:
     # Questions and answers. The refusal thresholds are cosines of the packaged model,
     # calibrated on the dev questions (README, "Answers"); another model needs its own.
     max_question_chars: int = 2000
-    refuse_below: float = 0.84
-    refuse_below_cross: float = 0.80
+    refuse_below: float = 0.82
+    refuse_below_cross: float = 0.78
     # Threads for torch (0: torch's default). 1 keeps query latency steady on a busy 2-core machine.
     num_threads: int = 0
     # Question-side vectors kept in memory (questions and the sentences answers quote); 0: off.

@@ -18,8 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def result(real_embedder, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[no-untyped-def]
-    settings = Settings.load(env={}, index_dir=tmp_path_factory.mktemp("dev-index"), cache_dir=model_cache)
+def settings(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings.load(env={}, index_dir=tmp_path_factory.mktemp("dev-index"), cache_dir=model_cache)
+
+
+@pytest.fixture(scope="module")
+def result(real_embedder, settings: Settings) -> dict:  # type: ignore[no-untyped-def]
     bot = Assistant.open(settings=settings, embedder=real_embedder)
     return run_eval(shared("eval", "questions.jsonl"), settings=settings, corpus_dirs=[shared("corpus")],
                     assistant=bot)
@@ -35,7 +39,20 @@ def test_retrieval_floor(result: dict) -> None:
 def test_answers_cite_real_passages(result: dict) -> None:
     assert result["citation_validity"] == 1.0
     assert result["refusal_rate"] >= 0.5  # measured 0.5 (2 of 4) at the default thresholds
-    assert result["false_refusal_rate"] <= 0.15  # measured 0.118 (4 of 34)
+    assert result["false_refusal_rate"] <= 0.05  # measured 0.0 (0 of 34)
+
+
+def test_our_own_unanswerable_questions_are_refused(result: dict, real_embedder,  # type: ignore[no-untyped-def]
+                                                    settings: Settings) -> None:
+    bot = Assistant.open(settings=settings, embedder=real_embedder)  # the index `result` built
+    extra = run_eval(Path(__file__).parent / "data" / "unanswerable.jsonl", settings=settings,
+                     corpus_dirs=[shared("corpus")], assistant=bot)
+    assert extra["n_unanswerable"] == 12 and extra["refusal_rate"] >= 0.7  # measured 0.75 (9 of 12)
+
+
+@pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached (2 of 4 dev unanswerables)")
+def test_refusal_goal(result: dict) -> None:
+    assert result["refusal_rate"] >= 0.8
 
 
 def test_retrieval_goal_for_passages(result: dict) -> None:
