@@ -18,12 +18,11 @@ from typing import Sequence
 
 import numpy as np
 
-from . import lexical
+from .backend import ChunkStore, DenseIndex
 from .embedding import Embedder
 from .language import detect_language, is_norwegian
-from .store import Store, StoredChunk
+from .store import StoredChunk
 from .types import Hit
-from .vectors import VectorIndex
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class FusionWeights:
 class Retriever:
     """Searches one consistent view of the index (a store connection and its vector index)."""
 
-    def __init__(self, store: Store, index: VectorIndex, embedder: Embedder, *, query_prompt: str,
+    def __init__(self, store: ChunkStore, index: DenseIndex, embedder: Embedder, *, query_prompt: str,
                  candidates: int = 50, max_per_doc: int = 3,
                  weights: FusionWeights = FusionWeights()) -> None:
         self.store = store
@@ -65,7 +64,7 @@ class Retriever:
             dense = dict(self.index.search(qvec, n))
         if mode in ("hybrid", "lexical"):
             try:
-                lex = dict(lexical.search(self.store.db, question, n))
+                lex = dict(self.store.lexical_search(question, n))
             except sqlite3.OperationalError:
                 lex = {}
         if mode == "hybrid" and qvec is not None:

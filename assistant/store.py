@@ -212,6 +212,10 @@ class Store:
                 if rows:
                     yield _unpack(rows)
 
+    def lexical_search(self, question: str, k: int) -> list[tuple[int, float]]:
+        """Up to `k` `(chunk_id, BM25)` pairs for `question`, best first."""
+        return lexical.search(self.db, question, k)
+
     def counts(self) -> tuple[int, int]:
         docs = self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
         chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]

@@ -1,0 +1,149 @@
+"""`Assistant` on a Milvus store: what changes when `Settings.store` names Milvus.
+
+The indexer, the retriever, answering and the web app are the same; only
+where the store lives differs. Every query reads the published generation
+from the store (one small query), so an index update made by any process, on
+any machine, is seen by the next question everywhere; app servers keep no
+state of their own. Feedback goes to the store too.
+
+The writer lock is still a file in `index_dir`: run one indexer at a time per
+store (several app servers on one machine share it through that folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .backend import StoreAddress, parse_store
+from .core import Assistant, IndexInfo
+from .embedding import Embedder
+from .generate import Generator
+from .indexing import Indexer, Progress
+from .milvus_store import MilvusDense, MilvusStore, connect
+from .retrieve import Retriever
+from .settings import Settings
+from .types import IndexReport
+
+log = logging.getLogger(__name__)
+
+_REBUILD_SUFFIX = "__rebuild"
+
+
+class MilvusAssistant(Assistant):
+    """An `Assistant` whose documents, chunks, vectors and feedback live in Milvus."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, generator: Generator | None = None) -> None:
+        super().__init__(settings, embedder, generator)
+        address = parse_store(settings.store)
+        assert address is not None
+        self.address: StoreAddress = address
+        self._shared: MilvusStore | None = None
+        self._open_lock = threading.Lock()
+
+    @property
+    def vector_kind(self) -> str:
+        return f"milvus-{self.address.index.lower()}"
+
+    def _writer_store(self) -> MilvusStore:  # type: ignore[override]
+        return MilvusStore.open(self.address, self.stamp(), create=True)
+
+    def _indexer(self, store: Any, index_dir: Path) -> Indexer:
+        s = self.settings
+        return Indexer(index_dir, store, self.embedder, self.params, passage_prompt=s.passage_prompt,
+                       batch_size=s.batch_size, max_file_bytes=s.max_file_bytes, max_doc_chars=s.max_doc_chars,
+                       dense=lambda: MilvusDense(store, store.generation, self.vector_kind))
+
+    def _rebuild(self, dirs: list[Path], progress: Progress | None) -> IndexReport:
+        """Build fresh collections beside the old ones, then swap them in by renaming."""
+        tmp = replace(self.address, prefix=self.address.prefix + _REBUILD_SUFFIX)
+        _drop(tmp)  # what a crashed rebuild left
+        store = MilvusStore.open(tmp, self.stamp(), create=True)
+        try:
+            report = self._indexer(store, self.index_dir).run(dirs, progress)
+            old = _open_any(self.address)
+            if old is not None:
+                # Readers compare generations: never let the new index go back in time.
+                previous = old.generation
+                if previous >= store.generation:
+                    store.set_meta("generation", str(previous + 1))
+                old.drop()
+                old.close()
+            self._close_readers()
+            store.rename_to(self.address.prefix)
+        except BaseException:
+            store.drop()
+            raise
+        finally:
+            store.close()
+        return report
+
+    # -- reading ----------------------------------------------------------------
+    def _reader(self) -> MilvusStore:  # type: ignore[override]
+        """The connection shared by this process's readers (a Milvus client is thread-safe)."""
+        store = self._shared
+        if store is None:
+            with self._open_lock:
+                if self._shared is None:
+                    self._shared = MilvusStore.open(self.address, self.stamp(), create=False)
+                store = self._shared
+        return store
+
+    def _close_readers(self) -> None:
+        with self._open_lock:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
+        self._vectors = None
+
+    def refresh(self) -> bool:
+        """Follow the store's published generation. True if it changed."""
+        store = self._reader()
+        generation = store.generation
+        current = self._vectors
+        if isinstance(current, MilvusDense) and current.generation == generation and current.store is store:
+            return False
+        self._vectors = MilvusDense(store, generation, self.vector_kind)  # type: ignore[assignment]
+        return True
+
+    def retriever(self) -> Retriever:
+        self.refresh()
+        dense = self._vectors
+        assert isinstance(dense, MilvusDense)
+        s = self.settings
+        return Retriever(dense.store.at(dense.generation), dense, self.embedder, query_prompt=s.query_prompt,
+                         candidates=s.candidates, max_per_doc=s.max_per_doc)
+
+    def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
+        return self._reader().add_feedback(rating, question, answer, hits)
+
+    def info(self) -> IndexInfo:
+        store = self._reader()
+        docs, chunks = store.counts()
+        size = 0
+        if self.address.lite:
+            size = sum(p.stat().st_size for p in Path(self.address.uri).rglob("*") if p.is_file())
+        updated = store.get_meta("updated_at")
+        return IndexInfo(self.address.display(), docs, chunks, self.embedder.model_id, self.embedder.dimension,
+                         self.vector_kind, size, float(updated) if updated else None, store.generation)
+
+
+def _drop(address: StoreAddress) -> None:
+    store = MilvusStore(connect(address), address, 0)
+    try:
+        store.drop()
+    finally:
+        store.close()
+
+
+def _open_any(address: StoreAddress) -> MilvusStore | None:
+    """The index at `address` whatever its stamp, or None when there is none."""
+    from .errors import IndexMismatchError
+
+    try:
+        return MilvusStore.open(address, None, create=False)
+    except IndexMismatchError:
+        return None
