@@ -52,6 +52,7 @@ class MilvusAssistant(Assistant):
         return MilvusStore.open(self.address, self.stamp(), create=True)
 
     def _indexer(self, store: Any, index_dir: Path) -> Indexer:
+        store.recover()  # called under the writer lock: finish what a killed writer left
         s = self.settings
         return Indexer(index_dir, store, self.embedder, self.params, passage_prompt=s.passage_prompt,
                        batch_size=s.batch_size, max_file_bytes=s.max_file_bytes, max_doc_chars=s.max_doc_chars,

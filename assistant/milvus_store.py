@@ -73,7 +73,7 @@ def connect(address: StoreAddress) -> Any:
         except ImportError:
             raise MissingExtraError(f"a Milvus Lite store needs milvus-lite: {INSTALL}") from None
         Path(address.uri).parent.mkdir(parents=True, exist_ok=True)
-        _quiet_lite_iterators()
+    _quiet_lite_iterators()
     try:
         return pm.MilvusClient(uri=address.uri, token=os.environ.get(TOKEN_ENV, ""))
     except pm.exceptions.MilvusException as exc:
@@ -83,7 +83,7 @@ def connect(address: StoreAddress) -> Any:
 
 
 class _NoMvccWarning(logging.Filter):
-    """Milvus Lite has no server timestamps; pymilvus warns about that on every query iterator."""
+    """Milvus Lite (also as a server) has no timestamps; pymilvus warns about that on every query iterator."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("failed to get mvccTs")
@@ -237,6 +237,10 @@ class MilvusStore:
     def _discard(self, generation: int) -> None:
         self.client.delete(self.names.chunks, filter=f"born >= {generation}")
         self.client.delete(self.names.docs, filter=f"born >= {generation}")
+
+    def recover(self) -> None:
+        """Repair what a writer killed mid-commit left. Call only while holding the writer lock."""
+        self._recover(self.generation)
 
     def _recover(self, published: int) -> None:
         """Remove what a crashed writer left: unpublished rows, and versions it had replaced."""

@@ -117,12 +117,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "the admin tab is off.", file=sys.stderr)
     started = time.monotonic()
     bot = _open(args)
-    _say(args, f"Indexing {', '.join(str(d) for d in settings.corpus_dirs)} …")
-    report = bot.index(settings.corpus_dirs, progress=_progress_bar(sys.stderr.isatty()) or _log_progress())
-    _say(args, f"Index ready: {report.documents_total} documents, {report.chunks_total} chunks "
-         f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed).")
-    for skipped in report.skipped:
-        _say(args, f"  skipped {skipped.doc}: {skipped.reason}")
+    if not args.no_index:
+        _say(args, f"Indexing {', '.join(str(d) for d in settings.corpus_dirs)} …")
+        report = bot.index(settings.corpus_dirs, progress=_progress_bar(sys.stderr.isatty()) or _log_progress())
+        _say(args, f"Index ready: {report.documents_total} documents, {report.chunks_total} chunks "
+             f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed).")
+        for skipped in report.skipped:
+            _say(args, f"  skipped {skipped.doc}: {skipped.reason}")
     _say(args, "Starting the web server …")
     app = build_app(bot, corpus_dirs=settings.corpus_dirs, admin_password=password)
     watcher = _start_watcher(bot, settings.corpus_dirs) if args.watch else None
@@ -172,3 +173,5 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--watch", action="store_true", help="re-index when files in the corpus folders change")
+    p.add_argument("--no-index", action="store_true",
+                   help="serve the index as it is (app servers sharing a Milvus store; see README, Running at scale)")
