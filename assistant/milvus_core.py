@@ -23,7 +23,8 @@ from .core import Assistant, IndexInfo
 from .embedding import Embedder
 from .generate import Generator
 from .indexing import Indexer, Progress
-from .milvus_store import MilvusDense, MilvusStore, connect
+from .milvus_schema import Names, connect
+from .milvus_store import MilvusDense, MilvusStore
 from .retrieve import Retriever
 from .settings import Settings
 from .types import IndexReport
@@ -61,7 +62,7 @@ class MilvusAssistant(Assistant):
     def _rebuild(self, dirs: list[Path], progress: Progress | None) -> IndexReport:
         """Build fresh collections beside the old ones, then swap them in by renaming."""
         tmp = replace(self.address, prefix=self.address.prefix + _REBUILD_SUFFIX)
-        _drop(tmp)  # what a crashed rebuild left
+        _drop(tmp)  # what a crashed rebuild left behind
         store = MilvusStore.open(tmp, self.stamp(), create=True)
         try:
             report = self._indexer(store, self.index_dir).run(dirs, progress)
@@ -71,12 +72,12 @@ class MilvusAssistant(Assistant):
                 previous = old.generation
                 if previous >= store.generation:
                     store.set_meta("generation", str(previous + 1))
-                old.drop()
                 old.close()
+            _drop(self.address)
             self._close_readers()
-            store.rename_to(self.address.prefix)
+            _rename(store, tmp, self.address)
         except BaseException:
-            store.drop()
+            _drop(tmp)
             raise
         finally:
             store.close()
@@ -133,11 +134,20 @@ class MilvusAssistant(Assistant):
 
 
 def _drop(address: StoreAddress) -> None:
-    store = MilvusStore(connect(address), address, 0)
+    """Remove every collection of the index at `address`."""
+    client = connect(address)
     try:
-        store.drop()
+        for name in Names(address.prefix).all():
+            if client.has_collection(name):
+                client.drop_collection(name)
     finally:
-        store.close()
+        client.close()
+
+
+def _rename(store: MilvusStore, source: StoreAddress, target: StoreAddress) -> None:
+    """Give the collections at `source` the names of `target` (which must not exist)."""
+    for old, new in zip(Names(source.prefix).all(), Names(target.prefix).all()):
+        store.client.rename_collection(old, new)
 
 
 def _open_any(address: StoreAddress) -> MilvusStore | None:

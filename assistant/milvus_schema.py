@@ -1,5 +1,6 @@
-"""The Milvus collections of one index, created on first use (see `milvus_store`).
+"""The Milvus collections of one index: the connection, their schemas and their rows.
 
+Collections are created on first use (see `milvus_store` for how they are used).
 Every collection has a vector field, because Milvus requires one; those that
 need none carry a two-dimensional placeholder `_v`. Scalar fields used in
 filters (`doc_id`, `born`, `key`) get inverted indexes, which a cluster needs
@@ -8,17 +9,101 @@ to filter fast at tens of millions of rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
-from .milvus_store import _BM25, _VARCHAR, pymilvus
+from .backend import StoreAddress
+from .errors import AssistantError, MissingExtraError
+from .types import Document
 
-if TYPE_CHECKING:
-    from .milvus_store import Names
+INSTALL = "pip install 'kommune-assistent[milvus]'"
+TOKEN_ENV = "ASSISTANT_MILVUS_TOKEN"
+PIECE = 16_000  # characters of document JSON per row: at most 64,000 bytes of UTF-8
+VARCHAR = 65_535  # Milvus's longest VARCHAR, in bytes
+BATCH = 500  # ids or keys per `in [...]` filter
+BM25 = {"bm25_k1": 1.2, "bm25_b": 0.75}  # FTS5's values
+DOC_FIELDS = ["key", "doc_id", "born", "part", "nparts", "tomb", "root", "hash", "size", "mtime_ns",
+               "title", "lang", "data"]
+CHUNK_FIELDS = ["doc_id", "born", "ordinal", "start", "stop", "text", "headings", "page"]
+
+
+def pymilvus() -> Any:
+    try:
+        import pymilvus as module
+    except ImportError:
+        raise MissingExtraError(f"the Milvus store needs pymilvus: {INSTALL}") from None
+    return module
+
+
+def connect(address: StoreAddress) -> Any:
+    """A `MilvusClient` for the address (Milvus Lite starts in this process)."""
+    pm = pymilvus()
+    if address.lite:
+        try:
+            import milvus_lite  # noqa: F401
+        except ImportError:
+            raise MissingExtraError(f"a Milvus Lite store needs milvus-lite: {INSTALL}") from None
+        Path(address.uri).parent.mkdir(parents=True, exist_ok=True)
+    _quiet_lite_iterators()
+    try:
+        return pm.MilvusClient(uri=address.uri, token=os.environ.get(TOKEN_ENV, ""))
+    except pm.exceptions.MilvusException as exc:
+        hint = (" (a Milvus Lite file is open in one process at a time: serve it with "
+                "`milvus-lite server --data-dir FILE` and use milvus://)" if address.lite else "")
+        raise AssistantError(f"cannot open Milvus at {address.display()}: {exc.message}{hint}") from None
+
+
+class _NoMvccWarning(logging.Filter):
+    """Milvus Lite (also as a server) has no timestamps; pymilvus warns about that on every query iterator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("failed to get mvccTs")
+
+
+def _quiet_lite_iterators() -> None:
+    logger = logging.getLogger("pymilvus.client.iterator.query_iterator")
+    if not any(isinstance(f, _NoMvccWarning) for f in logger.filters):
+        logger.addFilter(_NoMvccWarning())
+
+
+@dataclass(frozen=True)
+class Names:
+    prefix: str
+
+    @property
+    def meta(self) -> str:
+        return f"{self.prefix}_meta"
+
+    @property
+    def docs(self) -> str:
+        return f"{self.prefix}_docs"
+
+    @property
+    def chunks(self) -> str:
+        return f"{self.prefix}_chunks"
+
+    @property
+    def vectors(self) -> str:
+        return f"{self.prefix}_vectors"
+
+    @property
+    def feedback(self) -> str:
+        return f"{self.prefix}_feedback"
+
+    def all(self) -> list[str]:
+        return [self.docs, self.chunks, self.vectors, self.feedback, self.meta]  # meta last: it marks "ready"
+
+
 
 _PATH = 8192  # bytes for a document id or a corpus root
 
 
-def create(client: Any, names: "Names", dim: int, index: str) -> None:
+def create_collections(client: Any, names: Names, dim: int, index: str) -> None:
     """Create whichever of the index's collections do not exist yet (the meta collection last)."""
     pm = pymilvus()
     DataType = pm.DataType
@@ -44,7 +129,7 @@ def _placeholder(client: Any, schema: Any, DataType: Any) -> Any:
 def _meta(client: Any, pm: Any, DataType: Any, dim: int, index: str) -> tuple[Any, Any]:
     schema = client.create_schema(auto_id=False)
     schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=256)
-    schema.add_field("value", DataType.VARCHAR, max_length=_VARCHAR)
+    schema.add_field("value", DataType.VARCHAR, max_length=VARCHAR)
     return schema, _placeholder(client, schema, DataType)
 
 
@@ -55,11 +140,11 @@ def _docs(client: Any, pm: Any, DataType: Any, dim: int, index: str) -> tuple[An
     for name in ("born", "part", "nparts", "size", "mtime_ns"):
         schema.add_field(name, DataType.INT64)
     schema.add_field("tomb", DataType.BOOL)
-    schema.add_field("root", DataType.VARCHAR, max_length=_VARCHAR)
+    schema.add_field("root", DataType.VARCHAR, max_length=VARCHAR)
     schema.add_field("hash", DataType.VARCHAR, max_length=128)
-    schema.add_field("title", DataType.VARCHAR, max_length=_VARCHAR)
+    schema.add_field("title", DataType.VARCHAR, max_length=VARCHAR)
     schema.add_field("lang", DataType.VARCHAR, max_length=16)
-    schema.add_field("data", DataType.VARCHAR, max_length=_VARCHAR)
+    schema.add_field("data", DataType.VARCHAR, max_length=VARCHAR)
     params = _placeholder(client, schema, DataType)
     params.add_index("doc_id", index_type="INVERTED")
     params.add_index("born", index_type="INVERTED")
@@ -72,11 +157,11 @@ def _chunks(client: Any, pm: Any, DataType: Any, dim: int, index: str) -> tuple[
     schema.add_field("doc_id", DataType.VARCHAR, max_length=_PATH)
     for name in ("born", "ordinal", "start", "stop", "page"):
         schema.add_field(name, DataType.INT64)
-    schema.add_field("text", DataType.VARCHAR, max_length=_VARCHAR)
-    schema.add_field("headings", DataType.VARCHAR, max_length=_VARCHAR)
+    schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR)
+    schema.add_field("headings", DataType.VARCHAR, max_length=VARCHAR)
     schema.add_field("embed_key", DataType.VARCHAR, max_length=128)
     # Our analyser's stems, space-separated; the standard tokenizer only splits them again.
-    schema.add_field("terms", DataType.VARCHAR, max_length=_VARCHAR, enable_analyzer=True,
+    schema.add_field("terms", DataType.VARCHAR, max_length=VARCHAR, enable_analyzer=True,
                      analyzer_params={"tokenizer": "standard"})
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
@@ -85,7 +170,7 @@ def _chunks(client: Any, pm: Any, DataType: Any, dim: int, index: str) -> tuple[
     params = client.prepare_index_params()
     vector_params = {"M": 16, "efConstruction": 200} if index == "HNSW" else {}
     params.add_index("vector", index_type=index, metric_type="IP", params=vector_params)
-    params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=dict(_BM25))
+    params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=dict(BM25))
     params.add_index("doc_id", index_type="INVERTED")
     params.add_index("born", index_type="INVERTED")
     return schema, params
@@ -106,5 +191,63 @@ def _feedback(client: Any, pm: Any, DataType: Any, dim: int, index: str) -> tupl
     schema.add_field("created_at", DataType.DOUBLE)
     schema.add_field("rating", DataType.INT64)
     for name in ("question", "answer", "hits"):
-        schema.add_field(name, DataType.VARCHAR, max_length=_VARCHAR)
+        schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR)
     return schema, _placeholder(client, schema, DataType)
+
+
+def meta_value(client: Any, collection: str, key: str) -> str | None:
+    rows = client.query(collection, filter=f"key == {lit(key)}", output_fields=["value"])
+    return str(rows[0]["value"]) if rows else None
+
+
+def doc_key(doc_id: str, born: int, part: int) -> str:
+    return f"{hashlib.sha256(doc_id.encode('utf-8')).hexdigest()[:32]}:{born}:{part}"
+
+
+def doc_rows(doc: Document, root: str, size: int, mtime_ns: int, born: int) -> list[dict[str, Any]]:
+    data = json.dumps({"title": doc.title, "text": doc.text, "lang": doc.lang, "source": doc.source,
+                       "sections": [[s.start, s.end, list(s.headings), s.page] for s in doc.sections],
+                       "metadata": doc.metadata}, ensure_ascii=False, default=str)
+    pieces = [data[i:i + PIECE] for i in range(0, len(data), PIECE)] or [""]
+    return [{"key": doc_key(doc.id, born, i), "doc_id": doc.id, "born": born, "part": i, "nparts": len(pieces),
+             "tomb": False, "root": clip(root) if i == 0 else "", "hash": doc.hash if i == 0 else "",
+             "size": size, "mtime_ns": mtime_ns, "title": clip(doc.title) if i == 0 else "",
+             "lang": doc.lang if i == 0 else "", "data": piece, "_v": [0.0, 0.0]}
+            for i, piece in enumerate(pieces)]
+
+
+def tombstone(doc_id: str, born: int) -> dict[str, Any]:
+    """The row that says: from generation `born` on, this document is gone (or being replaced)."""
+    return {"key": doc_key(doc_id, born, 0), "doc_id": doc_id, "born": born, "part": 0, "nparts": 0, "tomb": True,
+            "root": "", "hash": "", "size": 0, "mtime_ns": 0, "title": "", "lang": "", "data": "", "_v": [0.0, 0.0]}
+
+
+def iterate(client: Any, collection: str, where: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+    iterator = client.query_iterator(collection, batch_size=1000, filter=where, output_fields=fields)
+    try:
+        while True:
+            rows = iterator.next()
+            if not rows:
+                return
+            yield from rows
+    finally:
+        iterator.close()
+
+
+def lit(value: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def lits(values: Sequence[str]) -> str:
+    return "[" + ", ".join(lit(v) for v in values) + "]"
+
+
+def clip(text: str, limit: int = VARCHAR) -> str:
+    data = text.encode("utf-8")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", errors="ignore")
+
+
+def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

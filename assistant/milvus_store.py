@@ -25,13 +25,11 @@ them again and Norwegian stemming stays ours.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -39,89 +37,13 @@ import numpy as np
 
 from . import lexical
 from .backend import StoreAddress
-from .errors import AssistantError, IndexCorruptError, IndexMismatchError, MissingExtraError
+from .errors import AssistantError, IndexCorruptError, IndexMismatchError
+from .milvus_schema import (BATCH, CHUNK_FIELDS, DOC_FIELDS, VARCHAR, Names, batches, clip, connect,
+                            create_collections, doc_rows, iterate, lit, lits, meta_value, pymilvus, tombstone)
 from .store import StoredChunk, StoredDocument
 from .types import Chunk, Document, Section
 
 log = logging.getLogger(__name__)
-
-INSTALL = "pip install 'kommune-assistent[milvus]'"
-TOKEN_ENV = "ASSISTANT_MILVUS_TOKEN"
-_PIECE = 16_000  # characters of document JSON per row: at most 64,000 bytes of UTF-8
-_VARCHAR = 65_535  # Milvus's longest VARCHAR, in bytes
-_BATCH = 500  # ids or keys per `in [...]` filter
-_BM25 = {"bm25_k1": 1.2, "bm25_b": 0.75}  # FTS5's values
-_DOC_FIELDS = ["key", "doc_id", "born", "part", "nparts", "tomb", "root", "hash", "size", "mtime_ns",
-               "title", "lang", "data"]
-_CHUNK_FIELDS = ["doc_id", "born", "ordinal", "start", "stop", "text", "headings", "page"]
-
-
-def pymilvus() -> Any:
-    try:
-        import pymilvus as module
-    except ImportError:
-        raise MissingExtraError(f"the Milvus store needs pymilvus: {INSTALL}") from None
-    return module
-
-
-def connect(address: StoreAddress) -> Any:
-    """A `MilvusClient` for the address (Milvus Lite starts in this process)."""
-    pm = pymilvus()
-    if address.lite:
-        try:
-            import milvus_lite  # noqa: F401
-        except ImportError:
-            raise MissingExtraError(f"a Milvus Lite store needs milvus-lite: {INSTALL}") from None
-        Path(address.uri).parent.mkdir(parents=True, exist_ok=True)
-    _quiet_lite_iterators()
-    try:
-        return pm.MilvusClient(uri=address.uri, token=os.environ.get(TOKEN_ENV, ""))
-    except pm.exceptions.MilvusException as exc:
-        hint = (" (a Milvus Lite file is open in one process at a time: serve it with "
-                "`milvus-lite server --data-dir FILE` and use milvus://)" if address.lite else "")
-        raise AssistantError(f"cannot open Milvus at {address.display()}: {exc.message}{hint}") from None
-
-
-class _NoMvccWarning(logging.Filter):
-    """Milvus Lite (also as a server) has no timestamps; pymilvus warns about that on every query iterator."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("failed to get mvccTs")
-
-
-def _quiet_lite_iterators() -> None:
-    logger = logging.getLogger("pymilvus.client.iterator.query_iterator")
-    if not any(isinstance(f, _NoMvccWarning) for f in logger.filters):
-        logger.addFilter(_NoMvccWarning())
-
-
-@dataclass(frozen=True)
-class Names:
-    prefix: str
-
-    @property
-    def meta(self) -> str:
-        return f"{self.prefix}_meta"
-
-    @property
-    def docs(self) -> str:
-        return f"{self.prefix}_docs"
-
-    @property
-    def chunks(self) -> str:
-        return f"{self.prefix}_chunks"
-
-    @property
-    def vectors(self) -> str:
-        return f"{self.prefix}_vectors"
-
-    @property
-    def feedback(self) -> str:
-        return f"{self.prefix}_feedback"
-
-    def all(self) -> list[str]:
-        return [self.docs, self.chunks, self.vectors, self.feedback, self.meta]  # meta last: it marks "ready"
-
 
 @dataclass
 class _Pending:
@@ -147,8 +69,6 @@ class MilvusStore:
     @classmethod
     def open(cls, address: StoreAddress, stamp: dict[str, Any] | None, *, create: bool) -> "MilvusStore":
         """Open (or with `create`, create) the collections and check the stamp (None: skip the check)."""
-        from . import milvus_schema
-
         client = connect(address)
         names = Names(address.prefix)
         pm = pymilvus()
@@ -156,10 +76,10 @@ class MilvusStore:
             if not client.has_collection(names.meta):
                 if not create or stamp is None:
                     raise IndexMismatchError(f"no index in {address.display()}: run `assistant index` first")
-                milvus_schema.create(client, names, int(stamp["dimension"]), address.index)
+                create_collections(client, names, int(stamp["dimension"]), address.index)
             for name in names.all():  # a rebuild's rename leaves collections released
                 client.load_collection(name)
-            stored = _meta_value(client, names.meta, "stamp")
+            stored = meta_value(client, names.meta, "stamp")
             old = json.loads(stored) if stored else {}
             store = cls(client, address, int(old.get("dimension") or (stamp or {}).get("dimension", 0)))
             if stamp is not None:
@@ -185,7 +105,7 @@ class MilvusStore:
 
     # -- meta and generations -------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        return _meta_value(self.client, self.names.meta, key)
+        return meta_value(self.client, self.names.meta, key)
 
     def set_meta(self, key: str, value: str) -> None:
         if self._pending is not None:
@@ -253,14 +173,14 @@ class MilvusStore:
             self._upsert_meta({"collect": ""})
 
     def _has_older(self, doc_id: str, born: int) -> bool:
-        rows = self.client.query(self.names.docs, filter=f"doc_id == {_lit(doc_id)} and born < {born}",
+        rows = self.client.query(self.names.docs, filter=f"doc_id == {lit(doc_id)} and born < {born}",
                                  output_fields=["born"], limit=1)
         return bool(rows)
 
     def _collect(self, doc_ids: list[str], generation: int) -> None:
         """Delete the versions of `doc_ids` older than `generation`, then tombstones at it."""
-        for part in _batches(doc_ids, _BATCH):
-            where = f"doc_id in {_lits(part)}"
+        for part in batches(doc_ids, BATCH):
+            where = f"doc_id in {lits(part)}"
             self.client.delete(self.names.chunks, filter=f"{where} and born < {generation}")
             self.client.delete(self.names.docs, filter=f"{where} and born < {generation}")
             self.client.delete(self.names.docs, filter=f"{where} and born == {generation} and tomb == true")
@@ -272,10 +192,10 @@ class MilvusStore:
         fields = ["doc_id", "born", "tomb", "root", "hash", "size", "mtime_ns", "title", "lang"]
         where = f"part == 0 and born <= {generation}"
         if doc_ids is None:
-            rows: Iterable[dict[str, Any]] = _iterate(self.client, self.names.docs, where, fields)
+            rows: Iterable[dict[str, Any]] = iterate(self.client, self.names.docs, where, fields)
         else:
-            rows = [r for part in _batches(list(dict.fromkeys(doc_ids)), _BATCH)
-                    for r in self.client.query(self.names.docs, filter=f"{where} and doc_id in {_lits(part)}",
+            rows = [r for part in batches(list(dict.fromkeys(doc_ids)), BATCH)
+                    for r in self.client.query(self.names.docs, filter=f"{where} and doc_id in {lits(part)}",
                                                output_fields=fields)]
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -292,7 +212,7 @@ class MilvusStore:
         row = self._latest_versions(self.generation, [doc_id]).get(doc_id)
         if row is None:
             return None
-        parts = self.client.query(self.names.docs, filter=f"doc_id == {_lit(doc_id)} and born == {row['born']}",
+        parts = self.client.query(self.names.docs, filter=f"doc_id == {lit(doc_id)} and born == {row['born']}",
                                   output_fields=["part", "data"])
         data = json.loads("".join(p["data"] for p in sorted(parts, key=lambda p: p["part"])))
         sections = tuple(Section(s[0], s[1], tuple(s[2]), s[3]) for s in data["sections"])
@@ -303,8 +223,8 @@ class MilvusStore:
         row = self._latest_versions(self.generation, [doc_id]).get(doc_id)
         if row is None:
             return
-        (full,) = self.client.query(self.names.docs, filter=f"doc_id == {_lit(doc_id)} and born == {row['born']} "
-                                    "and part == 0", output_fields=[*_DOC_FIELDS, "_v"])
+        (full,) = self.client.query(self.names.docs, filter=f"doc_id == {lit(doc_id)} and born == {row['born']} "
+                                    "and part == 0", output_fields=[*DOC_FIELDS, "_v"])
         self.client.upsert(self.names.docs, [{**full, "size": size, "mtime_ns": mtime_ns}])
 
     def put_document(self, doc: Document, root: str, size: int, mtime_ns: int,
@@ -321,9 +241,9 @@ class MilvusStore:
                      "terms": " ".join(lexical.analyse(" ".join([doc.title, *c.headings, c.text]))),
                      "vector": vectors[key]} for c, key in zip(chunks, embed_keys)]
             ids: list[int] = []
-            for part in _batches(rows, _BATCH):
+            for part in batches(rows, BATCH):
                 ids.extend(int(i) for i in self.client.insert(self.names.chunks, part)["ids"])
-            self.client.upsert(self.names.docs, _doc_rows(doc, root, size, mtime_ns, born))
+            self.client.upsert(self.names.docs, doc_rows(doc, root, size, mtime_ns, born))
             return ids
 
     def delete_document(self, doc_id: str) -> list[int]:
@@ -336,9 +256,9 @@ class MilvusStore:
             if row is None:
                 return []
             ids = [int(r["id"]) for r in self.client.query(
-                self.names.chunks, filter=f"doc_id == {_lit(doc_id)} and born == {row['born']}",
+                self.names.chunks, filter=f"doc_id == {lit(doc_id)} and born == {row['born']}",
                 output_fields=["id"])]
-            self.client.upsert(self.names.docs, [_tombstone(doc_id, pending.generation)])
+            self.client.upsert(self.names.docs, [tombstone(doc_id, pending.generation)])
             fresh = [i for i in ids if i not in pending.retired]
             pending.retired.update(fresh)
             return fresh
@@ -346,9 +266,9 @@ class MilvusStore:
     # -- chunks ---------------------------------------------------------------
     def chunks_by_id(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         """The chunks of the current version of their documents (others are dropped)."""
-        rows = [r for part in _batches([int(i) for i in ids], _BATCH)
+        rows = [r for part in batches([int(i) for i in ids], BATCH)
                 for r in self.client.query(self.names.chunks, filter=f"id in {list(part)}",
-                                           output_fields=_CHUNK_FIELDS)]
+                                           output_fields=CHUNK_FIELDS)]
         docs = self._latest_versions(self.generation, [r["doc_id"] for r in rows])
         out: dict[int, StoredChunk] = {}
         for r in rows:
@@ -364,11 +284,11 @@ class MilvusStore:
     def chunk_vectors(self, ids: Sequence[int] | None = None,
                       batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if ids is None:
-            rows = list(_iterate(self.client, self.names.chunks, f"born <= {self.generation}", ["id", "vector"]))
-            for part in _batches(rows, batch):
+            rows = list(iterate(self.client, self.names.chunks, f"born <= {self.generation}", ["id", "vector"]))
+            for part in batches(rows, batch):
                 yield _unpack(part)
             return
-        for part in _batches([int(i) for i in ids], _BATCH):
+        for part in batches([int(i) for i in ids], BATCH):
             rows = self.client.query(self.names.chunks, filter=f"id in {list(part)}", output_fields=["id", "vector"])
             if rows:
                 yield _unpack(rows)
@@ -402,8 +322,8 @@ class MilvusStore:
     # -- embedding cache ------------------------------------------------------
     def _cached_vectors(self, keys: Sequence[str]) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}
-        for part in _batches(list(dict.fromkeys(keys)), _BATCH):
-            for r in self.client.query(self.names.vectors, filter=f"key in {_lits(part)}",
+        for part in batches(list(dict.fromkeys(keys)), BATCH):
+            for r in self.client.query(self.names.vectors, filter=f"key in {lits(part)}",
                                        output_fields=["key", "vector"]):
                 out[r["key"]] = [float(x) for x in r["vector"]]
         missing = [k for k in keys if k not in out]
@@ -414,57 +334,43 @@ class MilvusStore:
     def missing_vectors(self, keys: Iterable[str]) -> list[str]:
         wanted = list(dict.fromkeys(keys))
         present: set[str] = set()
-        for part in _batches(wanted, _BATCH):
+        for part in batches(wanted, BATCH):
             present.update(r["key"] for r in self.client.query(
-                self.names.vectors, filter=f"key in {_lits(part)}", output_fields=["key"]))
+                self.names.vectors, filter=f"key in {lits(part)}", output_fields=["key"]))
         return [k for k in wanted if k not in present]
 
     def put_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         rows = [{"key": k, "vector": np.asarray(v, dtype=np.float32).tolist()} for k, v in zip(keys, vectors)]
-        for part in _batches(rows, _BATCH):
+        for part in batches(rows, BATCH):
             self.client.upsert(self.names.vectors, part)
 
     def prune_vectors(self, *, slack: float = 0.25, floor: int = 256) -> int:
         """Drop cached vectors no chunk uses, once there are many (as `Store.prune_vectors`)."""
-        used = {r["embed_key"] for r in _iterate(self.client, self.names.chunks, "id >= 0", ["embed_key"])}
-        cached = {r["key"] for r in _iterate(self.client, self.names.vectors, 'key != ""', ["key"])}
+        used = {r["embed_key"] for r in iterate(self.client, self.names.chunks, "id >= 0", ["embed_key"])}
+        cached = {r["key"] for r in iterate(self.client, self.names.vectors, 'key != ""', ["key"])}
         orphans = sorted(cached - used)
         if len(orphans) <= max(floor, slack * len(used)):
             return 0
-        for part in _batches(orphans, _BATCH):
-            self.client.delete(self.names.vectors, filter=f"key in {_lits(part)}")
+        for part in batches(orphans, BATCH):
+            self.client.delete(self.names.vectors, filter=f"key in {lits(part)}")
         return len(orphans)
 
     # -- feedback -------------------------------------------------------------
     def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
         encoded = json.dumps(hits, ensure_ascii=False)
-        if len(encoded.encode("utf-8")) > _VARCHAR:  # keep the hits' ids and scores, drop their texts
+        if len(encoded.encode("utf-8")) > VARCHAR:  # keep the hits' ids and scores, drop their texts
             encoded = json.dumps([{k: v for k, v in h.items() if k != "text"} for h in hits], ensure_ascii=False)
-        row = {"created_at": time.time(), "rating": int(rating), "question": _clip(question),
-               "answer": _clip(answer), "hits": encoded if len(encoded.encode("utf-8")) <= _VARCHAR else "[]",
+        row = {"created_at": time.time(), "rating": int(rating), "question": clip(question),
+               "answer": clip(answer), "hits": encoded if len(encoded.encode("utf-8")) <= VARCHAR else "[]",
                "_v": [0.0, 0.0]}
         return int(self.client.insert(self.names.feedback, [row])["ids"][0])
 
     def feedback(self) -> list[dict[str, Any]]:
-        rows = _iterate(self.client, self.names.feedback, "id >= 0",
+        rows = iterate(self.client, self.names.feedback, "id >= 0",
                         ["id", "created_at", "rating", "question", "answer", "hits"])
         return [{"id": int(r["id"]), "created_at": float(r["created_at"]), "rating": int(r["rating"]),
                  "question": r["question"], "answer": r["answer"], "hits": json.loads(r["hits"])}
                 for r in sorted(rows, key=lambda r: (r["created_at"], r["id"]))]
-
-    def drop(self) -> None:
-        """Remove every collection of this index (for a rebuild)."""
-        for name in self.names.all():
-            if self.client.has_collection(name):
-                self.client.drop_collection(name)
-
-    def rename_to(self, prefix: str) -> None:
-        """Give this index's collections another prefix (the target's must not exist)."""
-        target = Names(prefix)
-        for old, new in zip(self.names.all(), target.all()):
-            self.client.rename_collection(old, new)
-        self.address = replace(self.address, prefix=prefix)
-        self.names = target
 
     def close(self) -> None:
         self.client.close()
@@ -488,64 +394,6 @@ class MilvusDense:
         self.generation = generation
 
 
-def _meta_value(client: Any, collection: str, key: str) -> str | None:
-    rows = client.query(collection, filter=f"key == {_lit(key)}", output_fields=["value"])
-    return str(rows[0]["value"]) if rows else None
-
-
-def _doc_key(doc_id: str, born: int, part: int) -> str:
-    return f"{hashlib.sha256(doc_id.encode('utf-8')).hexdigest()[:32]}:{born}:{part}"
-
-
-def _doc_rows(doc: Document, root: str, size: int, mtime_ns: int, born: int) -> list[dict[str, Any]]:
-    data = json.dumps({"title": doc.title, "text": doc.text, "lang": doc.lang, "source": doc.source,
-                       "sections": [[s.start, s.end, list(s.headings), s.page] for s in doc.sections],
-                       "metadata": doc.metadata}, ensure_ascii=False, default=str)
-    pieces = [data[i:i + _PIECE] for i in range(0, len(data), _PIECE)] or [""]
-    return [{"key": _doc_key(doc.id, born, i), "doc_id": doc.id, "born": born, "part": i, "nparts": len(pieces),
-             "tomb": False, "root": _clip(root) if i == 0 else "", "hash": doc.hash if i == 0 else "",
-             "size": size, "mtime_ns": mtime_ns, "title": _clip(doc.title) if i == 0 else "",
-             "lang": doc.lang if i == 0 else "", "data": piece, "_v": [0.0, 0.0]}
-            for i, piece in enumerate(pieces)]
-
-
-def _tombstone(doc_id: str, born: int) -> dict[str, Any]:
-    """The row that says: from generation `born` on, this document is gone (or being replaced)."""
-    return {"key": _doc_key(doc_id, born, 0), "doc_id": doc_id, "born": born, "part": 0, "nparts": 0, "tomb": True,
-            "root": "", "hash": "", "size": 0, "mtime_ns": 0, "title": "", "lang": "", "data": "", "_v": [0.0, 0.0]}
-
-
-def _iterate(client: Any, collection: str, where: str, fields: list[str]) -> Iterator[dict[str, Any]]:
-    iterator = client.query_iterator(collection, batch_size=1000, filter=where, output_fields=fields)
-    try:
-        while True:
-            rows = iterator.next()
-            if not rows:
-                return
-            yield from rows
-    finally:
-        iterator.close()
-
-
-def _lit(value: str) -> str:
-    """A string literal for a Milvus filter expression."""
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _lits(values: Sequence[str]) -> str:
-    return "[" + ", ".join(_lit(v) for v in values) + "]"
-
-
-def _clip(text: str, limit: int = _VARCHAR) -> str:
-    data = text.encode("utf-8")
-    return text if len(data) <= limit else data[:limit].decode("utf-8", errors="ignore")
-
-
 def _unpack(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     ids = np.fromiter((int(r["id"]) for r in rows), dtype=np.int64, count=len(rows))
     return ids, np.asarray([r["vector"] for r in rows], dtype=np.float32)
-
-
-def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
