@@ -150,6 +150,9 @@ class MilvusStore:
         self._upsert_meta(meta)
         if generation is None:
             return
+        # Sealed segments are indexed; Milvus Lite searches unflushed rows by brute force in Python.
+        for name in (self.names.vectors, self.names.chunks, self.names.docs):
+            self.client.flush(name)
         self._upsert_meta({"generation": generation})  # the moment the change becomes visible
         self._collect(sorted(pending.touched), int(generation))
         self._upsert_meta({"collect": ""})
