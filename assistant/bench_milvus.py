@@ -34,7 +34,7 @@ _BATCH = 2_000
 
 def sizes_for(bench: "Bench") -> tuple[int, ...]:
     if bench.options.quick:
-        return tuple(min(s, QUICK_SIZES[0]) for s in bench.options.sizes[:1]) or QUICK_SIZES
+        return QUICK_SIZES
     return tuple(s for s in LITE_SIZES if s <= max(bench.options.sizes)) or (min(bench.options.sizes),)
 
 
