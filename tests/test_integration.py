@@ -33,8 +33,9 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "milvus"])
-def bot(request: pytest.FixtureRequest, small_corpus: Path, real_embedder, model_cache: Path,  # type: ignore[no-untyped-def]
-        tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+def bot(request: pytest.FixtureRequest, small_corpus: Path,  # type: ignore[no-untyped-def]
+        real_embedder, model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    """The small corpus indexed with the real model, on each store backend."""
     index = tmp_path_factory.mktemp("index")
     settings = Settings.load(env={}, index_dir=index, corpus_dirs=[small_corpus], cache_dir=model_cache,
                              store=store_for(request.param, index))

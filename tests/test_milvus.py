@@ -37,7 +37,8 @@ DOCS = {
 @pytest.mark.parametrize(("value", "expected"), [
     ("", None),
     ("milvus://db.example:19530", StoreAddress("milvus", "http://db.example:19530")),
-    ("milvus://db.example/kommune_a?index=hnsw", StoreAddress("milvus", "http://db.example:19530", "kommune_a", "HNSW")),
+    ("milvus://db.example/kommune_a?index=hnsw",
+     StoreAddress("milvus", "http://db.example:19530", "kommune_a", "HNSW")),
     ("milvus+https://db.example:443", StoreAddress("milvus", "https://db.example:443")),
     ("milvus-lite:///srv/index/m.db", StoreAddress("milvus-lite", "/srv/index/m.db")),
     ("milvus-lite:///srv/m.db?name=ks", StoreAddress("milvus-lite", "/srv/m.db", "ks")),
