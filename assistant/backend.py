@@ -106,6 +106,13 @@ class StoreAddress:
     def display(self) -> str:
         return f"{self.kind}:{self.uri}/{self.prefix}"
 
+    def setting(self) -> str:
+        """The `Settings.store` value that `parse_store` reads back as this address."""
+        if self.lite:
+            return f"milvus-lite://{self.uri}?name={self.prefix}&index={self.index}"
+        scheme = "milvus+https" if self.uri.startswith("https://") else "milvus"
+        return f"{scheme}://{self.uri.split('://', 1)[1]}/{self.prefix}?index={self.index}"
+
 
 def parse_store(value: str) -> StoreAddress | None:
     """None for the embedded default (an empty value); otherwise the Milvus address.
@@ -145,6 +152,15 @@ def parse_store(value: str) -> StoreAddress | None:
                          "milvus://host:19530, milvus-lite:///path/file.db, or leave it empty")
 
 
+def eval_store(value: str, tag: str) -> str:
+    """The store for an evaluation index: beside the served one, never the same collections."""
+    address = parse_store(value)
+    if address is None:
+        return value
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", tag)[:40]
+    return StoreAddress(address.kind, address.uri, f"{address.prefix}_eval_{safe}", address.index).setting()
+
+
 def _prefix(name: str, value: str) -> str:
     if not _PREFIX.match(name):
         raise AssistantError(f"ASSISTANT_STORE={value!r}: the index name {name!r} must be letters, "
@@ -152,4 +168,4 @@ def _prefix(name: str, value: str) -> str:
     return name
 
 
-__all__ = ["ChunkStore", "DenseIndex", "StoreAddress", "parse_store", "DEFAULT_PREFIX"]
+__all__ = ["ChunkStore", "DenseIndex", "StoreAddress", "parse_store", "eval_store", "DEFAULT_PREFIX"]

@@ -48,6 +48,18 @@ def test_store_addresses(value: str, expected: StoreAddress | None) -> None:
     assert parse_store(value) == expected
 
 
+@pytest.mark.parametrize("value", ["milvus://db.example:19530", "milvus+https://db.example:443/ks?index=hnsw",
+                                   "milvus-lite:///srv/m.db?name=ks", "/srv/index/m.db"])
+def test_addresses_round_trip_and_eval_indexes_get_their_own_collections(value: str) -> None:
+    from assistant.backend import eval_store
+
+    address = parse_store(value)
+    assert address is not None and parse_store(address.setting()) == address
+    other = parse_store(eval_store(value, "3f2a9c-dev"))
+    assert other is not None and other.uri == address.uri and other.prefix == address.prefix + "_eval_3f2a9c_dev"
+    assert eval_store("", "x") == ""
+
+
 @pytest.mark.parametrize("value", ["redis://h:6379", "milvus-lite:///srv/m.sqlite", "milvus:///nohost",
                                    "milvus://h/9starts_with_a_digit", "milvus://h/has-dash"])
 def test_unknown_or_malformed_stores_are_one_line_errors(value: str) -> None:
