@@ -246,3 +246,15 @@ def test_undo_of_an_edit_embeds_nothing_and_orphans_are_pruned_when_many(corpus:
         assert store.prune_vectors(floor=0, slack=0.0) == 0
     finally:
         store.close()
+
+
+def test_a_long_document_round_trips_exactly(tmp_path: Path, corpus: Path, open_bot: Opener) -> None:
+    text = "# Lang\n\n" + "\n\n".join(f"Avsnitt {i}: blåbærsyltetøy og «sitater» — ÆØÅ {i}." * 12 for i in range(150))
+    assert len(text) > 50_000  # more than one 16,000-character piece in the Milvus store
+    (corpus / "lang.md").write_text(text, encoding="utf-8")
+    bot = open_bot(corpus)
+    bot.index()
+    doc = bot.document("lang.md")
+    assert doc is not None and doc.text.startswith("Lang") and "Avsnitt 149" in doc.text
+    for hit in bot.search("blåbærsyltetøy avsnitt 149", k=5):
+        assert bot.document(hit.doc_id).text[hit.start:hit.end] == hit.text  # type: ignore[union-attr]
