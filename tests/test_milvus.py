@@ -1,5 +1,5 @@
 """The Milvus backend: addresses, the missing extra, crash safety without transactions, and two
-stateless app servers sharing one Milvus (a `milvus-lite server` on loopback).
+stateless app servers sharing one Milvus (a `milvus-lite server` on loopback; 13-25 s here).
 
 The behaviour both backends share (incremental updates, deletions, the stamp, hits and answers)
 is tested by running test_indexing, test_retrieve, test_answering and test_integration on each.
@@ -79,6 +79,13 @@ def test_a_missing_extra_names_the_pip_command(tmp_path: Path, monkeypatch: pyte
     settings = Settings.load(env={}, index_dir=tmp_path / "i", store=f"milvus-lite://{tmp_path}/m.db")
     with pytest.raises(MissingExtraError, match=r"pip install 'kommune-assistent\[milvus\]'"):
         Assistant.open(settings=settings, embedder=FakeEmbedder())
+
+
+def test_serve_can_skip_indexing_for_stateless_app_servers() -> None:
+    from assistant.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "--no-index"]).no_index is True
+    assert build_parser().parse_args(["serve"]).no_index is False
 
 
 def test_importing_the_milvus_modules_does_not_import_pymilvus() -> None:
@@ -217,7 +224,6 @@ def _command(proc: subprocess.Popen[str], command: str) -> str:
     return proc.stdout.readline()
 
 
-@pytest.mark.slow
 def test_two_app_servers_share_one_milvus(tmp_path: Path, milvus_server: str) -> None:
     write_files(tmp_path / "corpus", DOCS)
     a, b = _start(tmp_path, milvus_server), _start(tmp_path, milvus_server)  # two processes, two ports
