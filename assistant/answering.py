@@ -36,7 +36,7 @@ def answer_question(bot: "Assistant", question: str, history: Sequence[tuple[str
     hits = bot.retriever().search(query, k)
     t1 = time.perf_counter()
     s = bot.settings
-    answer = compose_extractive(query, hits, bot.embedder, lang=lang, query_prompt=s.query_prompt,
+    answer = compose_extractive(query, hits, bot.query_embedder, lang=lang, query_prompt=s.query_prompt,
                                 passage_prompt=s.passage_prompt, refuse_below=s.refuse_below,
                                 refuse_below_cross=s.refuse_below_cross)
     answer = replace(answer, question=question)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -33,6 +33,9 @@ class DenseIndex(Protocol):
 
     generation: int
     kind: str
+
+    @property
+    def size(self) -> int: ...  # vectors searchable
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]: ...
 
@@ -74,6 +77,15 @@ class ChunkStore(Protocol):
                       batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
 
     def lexical_search(self, question: str, k: int) -> list[tuple[int, float]]: ...
+
+    def pending_chunks(self) -> list[int]: ...  # published by their words, not yet by their vectors
+
+    def set_pending(self, chunk_ids: Sequence[int]) -> None: ...
+
+    def embed_texts(self, ids: Sequence[int], prompt: str,
+                    embed_text: Callable[[str, Chunk], str]) -> dict[str, str]: ...
+
+    def dense_count(self) -> int: ...
 
     def counts(self) -> tuple[int, int]: ...
 

@@ -97,10 +97,11 @@ def _milvus_run(data: np.ndarray, terms: list[str], queries: np.ndarray, questio
         tick = time.perf_counter()
         ids: list[int] = []
         for s in range(0, len(data), _BATCH):
-            rows = [{"doc_id": f"d{i // 8}", "born": 1, "ordinal": i % 8, "start": 0, "stop": 0, "page": -1,
-                     "text": "", "headings": "[]", "embed_key": "", "terms": terms[i], "vector": data[i].tolist()}
-                    for i in range(s, min(s + _BATCH, len(data)))]
-            ids.extend(int(x) for x in client.insert(address.prefix + "_chunks", rows)["ids"])
+            rows = [{"id": i + 1, "doc_id": f"d{i // 8}", "born": 1, "ordinal": i % 8, "start": 0, "stop": 0,
+                     "page": -1, "text": "", "headings": "[]", "embed_key": "", "terms": terms[i], "has_vector": True,
+                     "vector": data[i].tolist()} for i in range(s, min(s + _BATCH, len(data)))]
+            client.insert(address.prefix + "_chunks", rows)
+            ids.extend(r["id"] for r in rows)
         client.flush(address.prefix + "_chunks")  # as `MilvusStore` does at each commit
         insert_s = time.perf_counter() - tick
         position = {cid: i for i, cid in enumerate(ids)}

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from . import vectors
 from .chunking import ChunkParams
-from .embedding import Embedder, load_embedder
+from .embedding import CachedEmbedder, Embedder, load_embedder
 from .errors import IndexWriteError, QuestionError
 from .generate import Generator
 from .indexing import Indexer, Progress, is_locked, writer_lock
@@ -75,6 +75,8 @@ class Assistant:
         self._swap = threading.Lock()
         self._vectors: vectors.VectorIndex | None = None
         self._store_id: tuple[int, int] | None = None
+        self.query_embedder: Embedder = (CachedEmbedder(embedder, settings.embed_cache)
+                                         if settings.embed_cache > 0 else embedder)
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None,
@@ -104,8 +106,13 @@ class Assistant:
 
     # -- indexing ---------------------------------------------------------------
     def index(self, corpus_dirs: Sequence[str | Path] | None = None, *, rebuild: bool = False,
-              progress: Progress | None = None) -> IndexReport:
-        """Bring the index up to date with `corpus_dirs` (default: the settings' corpus folders)."""
+              progress: Progress | None = None, interrupt: Callable[[], bool] | None = None) -> IndexReport:
+        """Bring the index up to date with `corpus_dirs` (default: the settings' corpus folders).
+
+        Documents are published by their words first, then by their vectors. `interrupt`
+        (checked between embedding batches) ends the embedding early, leaving the rest for
+        the next run: a watcher uses it to handle new changes at once.
+        """
         dirs = [Path(d) for d in (corpus_dirs or self.settings.corpus_dirs)]
         try:
             with writer_lock(self.index_dir):
@@ -113,7 +120,7 @@ class Assistant:
                     return self._rebuild(dirs, progress)
                 store = self._writer_store()
                 try:
-                    return self._indexer(store, self.index_dir).run(dirs, progress)
+                    return self._indexer(store, self.index_dir, interrupt).run(dirs, progress)
                 finally:
                     store.close()
         except (OSError, sqlite3.OperationalError) as exc:
@@ -123,11 +130,12 @@ class Assistant:
             raise IndexWriteError(f"could not write the index in {self.index_dir} ({reason}); the previous "
                                   "index is intact: free some space and run `assistant index` again") from None
 
-    def _indexer(self, store: Store, index_dir: Path) -> Indexer:
+    def _indexer(self, store: Store, index_dir: Path,
+                 interrupt: Callable[[], bool] | None = None) -> Indexer:
         s = self.settings
         return Indexer(index_dir, store, self.embedder, self.params, passage_prompt=s.passage_prompt,
                        batch_size=s.batch_size, max_file_bytes=s.max_file_bytes,
-                       max_doc_chars=s.max_doc_chars)
+                       max_doc_chars=s.max_doc_chars, interrupt=interrupt)
 
     def _rebuild(self, dirs: list[Path], progress: Progress | None) -> IndexReport:
         """Build a fresh index beside the old one, then swap it in; the old one serves until then."""
@@ -199,8 +207,8 @@ class Assistant:
         self.refresh()
         assert self._vectors is not None
         s = self.settings
-        return Retriever(self._reader(), self._vectors, self.embedder, query_prompt=s.query_prompt,
-                         candidates=s.candidates, max_per_doc=s.max_per_doc)
+        return Retriever(self._reader(), self._vectors, self.query_embedder, query_prompt=s.query_prompt,
+                         candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt)
 
     def check_question(self, question: str) -> str:
         question = (question or "").strip()

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "load_embedder", "folder_fingerprint", "MAX_SEQ_LENGTH"]
+__all__ = ["Embedder", "CachedEmbedder", "SentenceTransformerEmbedder", "load_embedder", "folder_fingerprint", "MAX_SEQ_LENGTH"]
 
 MAX_SEQ_LENGTH = 512  # tokens; longer inputs are truncated by the model
 
@@ -176,6 +176,68 @@ class SentenceTransformerEmbedder:
     def _cannot_load(self, exc: Exception, *, hint: bool) -> AssistantError:
         advice = " (no internet? pass a local path)" if hint else ""
         return AssistantError(f"cannot load model {self._model_id}: {_first_line(exc)}{advice}")
+
+
+class CachedEmbedder:
+    """An `Embedder` that remembers the vectors of the last `max_items` distinct texts it embedded.
+
+    For the question side: a question is embedded once for retrieval and again
+    with the candidate sentences when the answer is composed, and the sentences of
+    often-retrieved passages come back question after question. Texts are keyed
+    as they are (prompt included); the vectors are the inner embedder's, so
+    results are identical with or without the cache. Thread-safe.
+    """
+
+    def __init__(self, inner: Embedder, max_items: int = 20_000) -> None:
+        from collections import OrderedDict
+
+        self.inner = inner
+        self.max_items = max_items
+        self._vectors: "OrderedDict[str, np.ndarray]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                vector = self._vectors.get(text)
+                if vector is not None:
+                    self._vectors.move_to_end(text)
+                    found[text] = vector
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            fresh = np.asarray(self.inner.embed(missing), dtype=np.float32)
+            found.update(zip(missing, fresh))
+            with self._lock:
+                for text, vector in zip(missing, fresh):
+                    self._vectors[text] = vector
+                    self._vectors.move_to_end(text)
+                while len(self._vectors) > self.max_items:
+                    self._vectors.popitem(last=False)
+        with self._lock:
+            self.misses += len(missing)
+            self.hits += len(texts) - len(missing)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([found[t] for t in texts])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
 
 
 def load_embedder(settings: Settings) -> Embedder:

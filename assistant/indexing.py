@@ -144,9 +144,14 @@ class Indexer:
 
     def __init__(self, index_dir: Path, store: ChunkStore, embedder: Embedder, params: ChunkParams,
                  *, passage_prompt: str, batch_size: int, max_file_bytes: int, max_doc_chars: int,
-                 commit_bytes: int = 64 * 1024 * 1024,
+                 commit_bytes: int = 64 * 1024 * 1024, interrupt: Callable[[], bool] | None = None,
                  dense: Callable[[], DenseIndex] | None = None) -> None:
+        """`interrupt`, checked between embedding batches, ends the run early when it returns True:
+        what is embedded so far is published, the rest stays pending for the next run. `dense`
+        opens the dense index kept in step with the store (default: the FAISS file in `index_dir`)."""
         self.index_dir = index_dir
+        self.interrupt = interrupt
+        self.interrupted = False
         self.store = store
         self.embedder = embedder
         self.params = params
@@ -208,6 +213,7 @@ class Indexer:
         removed = [doc_id for doc_id in stored if doc_id not in present]
         report.removed.extend(removed)
         self._flush(pending, removed, timings, progress)
+        self._finish_pending(timings, progress)  # also what an interrupted or crashed run left
         if self.store.get_meta("pipeline") != PIPELINE_VERSION:
             with self.store.transaction():
                 self.store.set_meta("pipeline", PIPELINE_VERSION)
@@ -221,17 +227,15 @@ class Indexer:
 
     def _flush(self, pending: _Pending, removed: list[str], timings: dict[str, float],
                progress: Progress | None) -> None:
+        """Publish in two steps: first the documents and their words, then their meaning.
+
+        Step 1 commits the new documents, chunks and lexical index at once, with the vectors
+        already cached; chunks still to embed are recorded as pending (searchable by their
+        words, and embedded on demand by the retriever). Step 2 embeds them and commits
+        their vectors. A crash between the two is finished by the next run (`_finish_pending`).
+        """
         if not pending.docs and not removed:
             return
-        tick = time.perf_counter()
-        texts: dict[str, str] = {}
-        for _, doc, chunks, keys in pending.docs:
-            for chunk, key in zip(chunks, keys):
-                texts.setdefault(key, self.passage_prompt + embed_text(doc.title, chunk))
-        missing = self.store.missing_vectors(texts)
-        self._embed([(k, texts[k]) for k in missing], progress)
-        timings["embed"] += time.perf_counter() - tick
-
         tick = time.perf_counter()
         with self.store.transaction():
             dropped: list[int] = []
@@ -242,24 +246,63 @@ class Indexer:
                 dropped += self.store.delete_document(doc.id)
                 added_ids += self.store.put_document(doc, str(source.root), source.size, source.mtime_ns,
                                                      chunks, keys)
-            generation = self.store.generation + 1
-            self.store.set_meta("generation", str(generation))
-            self.store.set_meta("updated_at", str(time.time()))
             ids, vecs = _collect(self.store, added_ids, self.embedder.dimension)
-            assert self._index is not None
-            self._index.update(dropped, ids, vecs)
-            # The FAISS file for the new generation exists before the generation becomes visible.
-            self._index.save(self.index_dir, generation)
-        vectors.prune(self.index_dir, generation)
+            with_vector = set(ids.tolist())
+            waiting = set(self.store.pending_chunks()) - set(dropped)
+            waiting |= {i for i in added_ids if i not in with_vector}
+            self._publish(dropped, ids, vecs, sorted(waiting))
+        vectors.prune(self.index_dir, self.store.generation)
         timings["write"] += time.perf_counter() - tick
+        self._finish_pending(timings, progress)
+
+    def _finish_pending(self, timings: dict[str, float], progress: Progress | None) -> None:
+        """Embed the pending chunks (what step 1 published without vectors), then publish them.
+
+        When `interrupt` stops the embedding early, the chunks embedded so far are published
+        and the rest stay pending."""
+        waiting = self.store.pending_chunks()
+        if not waiting:
+            return
+        tick = time.perf_counter()
+        texts = self.store.embed_texts(waiting, self.passage_prompt, embed_text)
+        missing = self.store.missing_vectors(texts)
+        self._embed([(k, texts[k]) for k in missing], progress)
+        timings["embed"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        with self.store.transaction():
+            still = self.store.pending_chunks()  # the same list: this process holds the writer lock
+            ids, vecs = _collect(self.store, still, self.embedder.dimension)
+            left = sorted(set(still) - set(ids.tolist()))
+            if len(ids) == 0:
+                return  # interrupted before any vector was made: nothing new to publish
+            if left:
+                log.info("%d chunks left pending for the next run", len(left))
+            self._publish([], ids, vecs, left)
+        vectors.prune(self.index_dir, self.store.generation)
+        timings["write"] += time.perf_counter() - tick
+
+    def _publish(self, dropped: list[int], ids: np.ndarray, vecs: np.ndarray, waiting: list[int]) -> None:
+        """Inside the writer's transaction: a new generation, whose FAISS file exists before it is visible."""
+        generation = self.store.generation + 1
+        assert self._index is not None
+        self._index.update(dropped, ids, vecs)
+        self.store.set_meta("generation", str(generation))
+        self.store.set_meta("updated_at", str(time.time()))
+        self.store.set_meta("dense_count", str(self._index.size))
+        self.store.set_pending(waiting)
+        self._index.save(self.index_dir, generation)
 
     def _embed(self, items: list[tuple[str, str]], progress: Progress | None) -> None:
         total = len(items)
         # Longest first: batches of similar length waste less padding.
         items = sorted(items, key=lambda kv: len(kv[1]), reverse=True)
         done = 0
-        step = max(self.batch_size * 4, 64)
+        step = self.batch_size  # vectors are stored (and `interrupt` checked) after every batch
         for i in range(0, total, step):
+            if self.interrupted or (self.interrupt is not None and self.interrupt()):
+                log.info("embedding interrupted after %d of %d texts", i, total)
+                self.interrupted = True  # for the rest of this run
+                return
             part = items[i:i + step]
             vecs = self.embedder.embed([text for _, text in part])
             self.store.put_vectors([key for key, _ in part], vecs)

@@ -16,7 +16,7 @@ import logging
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .backend import StoreAddress, parse_store
 from .core import Assistant, IndexInfo
@@ -52,12 +52,12 @@ class MilvusAssistant(Assistant):
     def _writer_store(self) -> MilvusStore:  # type: ignore[override]
         return MilvusStore.open(self.address, self.stamp(), create=True)
 
-    def _indexer(self, store: Any, index_dir: Path) -> Indexer:
+    def _indexer(self, store: Any, index_dir: Path, interrupt: Callable[[], bool] | None = None) -> Indexer:
         store.recover()  # called under the writer lock: finish what a killed writer left
         s = self.settings
         return Indexer(index_dir, store, self.embedder, self.params, passage_prompt=s.passage_prompt,
                        batch_size=s.batch_size, max_file_bytes=s.max_file_bytes, max_doc_chars=s.max_doc_chars,
-                       dense=lambda: MilvusDense(store, store.generation, self.vector_kind))
+                       interrupt=interrupt, dense=lambda: MilvusDense(store, store.generation, self.vector_kind))
 
     def _rebuild(self, dirs: list[Path], progress: Progress | None) -> IndexReport:
         """Build fresh collections beside the old ones, then swap them in by renaming."""
@@ -116,8 +116,8 @@ class MilvusAssistant(Assistant):
         dense = self._vectors
         assert isinstance(dense, MilvusDense)
         s = self.settings
-        return Retriever(dense.store.at(dense.generation), dense, self.embedder, query_prompt=s.query_prompt,
-                         candidates=s.candidates, max_per_doc=s.max_per_doc)
+        return Retriever(dense.store.at(dense.generation), dense, self.query_embedder, query_prompt=s.query_prompt,
+                         candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt)
 
     def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
         return self._reader().add_feedback(rating, question, answer, hits)

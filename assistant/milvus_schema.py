@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -30,6 +31,7 @@ BM25 = {"bm25_k1": 1.2, "bm25_b": 0.75}  # FTS5's values
 DOC_FIELDS = ["key", "doc_id", "born", "part", "nparts", "tomb", "root", "hash", "size", "mtime_ns",
                "title", "lang", "data"]
 CHUNK_FIELDS = ["doc_id", "born", "ordinal", "start", "stop", "text", "headings", "page"]
+CHUNK_ROW = ["id", *CHUNK_FIELDS, "embed_key", "terms", "has_vector", "vector"]  # all but the BM25 output
 
 
 def pymilvus() -> Any:
@@ -113,10 +115,24 @@ def create_collections(client: Any, names: Names, dim: int, index: str) -> None:
         if client.has_collection(name):
             continue
         schema, params = makers[name](client, pm, DataType, dim, index)
-        client.create_collection(name, schema=schema, consistency_level="Strong")
+        try:
+            client.create_collection(name, schema=schema, consistency_level="Strong")
+        except pm.exceptions.MilvusException:
+            if not client.has_collection(name):
+                raise
+            _wait_for(client, names.meta)  # another process is creating them (two servers starting at once)
+            return
         # sync=False: pymilvus would otherwise poll each index in 0.5 s sleeps; these are empty.
         client.create_index(name, params, sync=False)
         client.load_collection(name)
+
+
+def _wait_for(client: Any, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not client.has_collection(name):
+        if time.monotonic() > deadline:
+            raise AssistantError(f"Milvus collection {name} did not appear within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def _placeholder(client: Any, schema: Any, DataType: Any) -> Any:
@@ -152,11 +168,13 @@ def _docs(client: Any, pm: Any, DataType: Any, dim: int, index: str) -> tuple[An
 
 
 def _chunks(client: Any, pm: Any, DataType: Any, dim: int, index: str) -> tuple[Any, Any]:
-    schema = client.create_schema(auto_id=True)
+    # Ids are ours (a counter in meta), so that an upsert that adds a chunk's vector keeps its id.
+    schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("doc_id", DataType.VARCHAR, max_length=_PATH)
     for name in ("born", "ordinal", "start", "stop", "page"):
         schema.add_field(name, DataType.INT64)
+    schema.add_field("has_vector", DataType.BOOL)  # False: published by its words, vector to come
     schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR)
     schema.add_field("headings", DataType.VARCHAR, max_length=VARCHAR)
     schema.add_field("embed_key", DataType.VARCHAR, max_length=128)

@@ -31,14 +31,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from . import lexical
 from .backend import StoreAddress
-from .errors import AssistantError, IndexCorruptError, IndexMismatchError
-from .milvus_schema import (BATCH, CHUNK_FIELDS, DOC_FIELDS, VARCHAR, Names, batches, clip, connect,
+from .errors import IndexCorruptError, IndexMismatchError
+from .milvus_schema import (BATCH, CHUNK_FIELDS, CHUNK_ROW, DOC_FIELDS, VARCHAR, Names, batches, clip, connect,
                             create_collections, doc_rows, iterate, lit, lits, meta_value, pymilvus, tombstone)
 from .store import StoredChunk, StoredDocument
 from .types import Chunk, Document, Section
@@ -70,23 +70,32 @@ class MilvusStore:
     def open(cls, address: StoreAddress, stamp: dict[str, Any] | None, *, create: bool) -> "MilvusStore":
         """Open (or with `create`, create) the collections and check the stamp (None: skip the check)."""
         client = connect(address)
-        names = Names(address.prefix)
         pm = pymilvus()
-        try:
-            if not client.has_collection(names.meta):
-                if not create or stamp is None:
-                    raise IndexMismatchError(f"no index in {address.display()}: run `assistant index` first")
-                create_collections(client, names, int(stamp["dimension"]), address.index)
-            for name in names.all():  # a rebuild's rename leaves collections released
-                client.load_collection(name)
-            stored = meta_value(client, names.meta, "stamp")
-            old = json.loads(stored) if stored else {}
-            store = cls(client, address, int(old.get("dimension") or (stamp or {}).get("dimension", 0)))
-            if stamp is not None:
-                store._check_stamp(old, stamp)
-        except pm.exceptions.MilvusException as exc:
-            raise IndexCorruptError(f"index {address.display()} is unreadable ({exc.message}); "
-                                    "run `assistant index --rebuild`") from None
+        for attempt in range(5):  # another process may be creating the collections at this moment
+            try:
+                return cls._open(client, address, stamp, create)
+            except pm.exceptions.MilvusException as exc:
+                if attempt == 4:
+                    raise IndexCorruptError(f"index {address.display()} is unreadable ({exc.message}); "
+                                            "run `assistant index --rebuild`") from None
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open(cls, client: Any, address: StoreAddress, stamp: dict[str, Any] | None,
+              create: bool) -> "MilvusStore":
+        names = Names(address.prefix)
+        if not client.has_collection(names.meta):
+            if not create or stamp is None:
+                raise IndexMismatchError(f"no index in {address.display()}: run `assistant index` first")
+            create_collections(client, names, int(stamp["dimension"]), address.index)
+        for name in names.all():  # a rebuild's rename leaves collections released
+            client.load_collection(name)
+        stored = meta_value(client, names.meta, "stamp")
+        old = json.loads(stored) if stored else {}
+        store = cls(client, address, int(old.get("dimension") or (stamp or {}).get("dimension", 0)))
+        if stamp is not None:
+            store._check_stamp(old, stamp)
         return store
 
     def _check_stamp(self, old: dict[str, Any], stamp: dict[str, Any]) -> None:
@@ -237,17 +246,20 @@ class MilvusStore:
             assert self._pending is not None
             born = self._pending.generation
             self.delete_document(doc.id)
-            vectors = self._cached_vectors(embed_keys)
-            rows = [{"doc_id": doc.id, "born": born, "ordinal": c.ordinal, "start": c.start, "stop": c.end,
-                     "text": c.text, "headings": json.dumps(list(c.headings), ensure_ascii=False),
+            vectors = self._cached_vectors(embed_keys)  # chunks without one are pending (two-step publishing)
+            first = int(self.get_meta("next_chunk_id") or 1)
+            self._upsert_meta({"next_chunk_id": str(first + len(chunks))})  # ids are never reused
+            zero = [0.0] * self.dim
+            rows = [{"id": first + n, "doc_id": doc.id, "born": born, "ordinal": c.ordinal, "start": c.start,
+                     "stop": c.end, "text": c.text, "headings": json.dumps(list(c.headings), ensure_ascii=False),
                      "page": -1 if c.page is None else c.page, "embed_key": key,
                      "terms": " ".join(lexical.analyse(" ".join([doc.title, *c.headings, c.text]))),
-                     "vector": vectors[key]} for c, key in zip(chunks, embed_keys)]
-            ids: list[int] = []
+                     "has_vector": key in vectors, "vector": vectors.get(key, zero)}
+                    for n, (c, key) in enumerate(zip(chunks, embed_keys))]
             for part in batches(rows, BATCH):
-                ids.extend(int(i) for i in self.client.insert(self.names.chunks, part)["ids"])
+                self.client.insert(self.names.chunks, part)
             self.client.upsert(self.names.docs, doc_rows(doc, root, size, mtime_ns, born))
-            return ids
+            return [int(r["id"]) for r in rows]
 
     def delete_document(self, doc_id: str) -> list[int]:
         """Hide a document and its chunks when the transaction ends; returns the hidden chunk ids."""
@@ -286,15 +298,52 @@ class MilvusStore:
 
     def chunk_vectors(self, ids: Sequence[int] | None = None,
                       batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of the chunks whose vector is in the embedding cache, as `Store` gives them."""
         if ids is None:
-            rows = list(iterate(self.client, self.names.chunks, f"born <= {self.generation}", ["id", "vector"]))
-            for part in batches(rows, batch):
-                yield _unpack(part)
-            return
-        for part in batches([int(i) for i in ids], BATCH):
-            rows = self.client.query(self.names.chunks, filter=f"id in {list(part)}", output_fields=["id", "vector"])
+            keyed = list(iterate(self.client, self.names.chunks, f"born <= {self.generation}", ["id", "embed_key"]))
+        else:
+            keyed = [r for part in batches([int(i) for i in ids], BATCH) for r in self.client.query(
+                self.names.chunks, filter=f"id in {list(part)}", output_fields=["id", "embed_key"])]
+        for part in batches(keyed, min(batch, BATCH)):
+            cached = self._cached_vectors([r["embed_key"] for r in part])
+            rows = [{"id": r["id"], "vector": cached[r["embed_key"]]} for r in part if r["embed_key"] in cached]
             if rows:
                 yield _unpack(rows)
+
+    def pending_chunks(self) -> list[int]:
+        """Chunks published by their words whose vector is not searchable yet."""
+        rows = iterate(self.client, self.names.chunks, f"born <= {self.generation} and has_vector == false", ["id"])
+        return sorted(int(r["id"]) for r in rows)
+
+    def set_pending(self, chunk_ids: Sequence[int]) -> None:
+        """Nothing to store: a chunk is pending while its row has no vector (`has_vector`)."""
+
+    def embed_texts(self, ids: Sequence[int], prompt: str,
+                    embed_text: Callable[[str, Chunk], str]) -> dict[str, str]:
+        """`{embed_key: prompt + embed_text(title, chunk)}` for the given (current) chunks."""
+        stored = self.chunks_by_id(ids)
+        texts: dict[str, str] = {}
+        for part in batches(list(stored), BATCH):
+            for r in self.client.query(self.names.chunks, filter=f"id in {part}", output_fields=["id", "embed_key"]):
+                texts[r["embed_key"]] = prompt + embed_text(stored[r["id"]].title, stored[r["id"]].chunk)
+        return texts
+
+    def set_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Make these chunks searchable by meaning (rows without a vector get it; ids are kept)."""
+        given = {int(i): v for i, v in zip(ids, vectors)}
+        for part in batches(sorted(given), BATCH):
+            rows = self.client.query(self.names.chunks, filter=f"id in {part} and has_vector == false",
+                                     output_fields=CHUNK_ROW)
+            for r in rows:
+                r.update(has_vector=True, vector=np.asarray(given[int(r["id"])], dtype=np.float32).tolist())
+            if rows:
+                self.client.upsert(self.names.chunks, rows)
+
+    def dense_count(self) -> int:
+        return self._count(f"born <= {self.generation} and has_vector == true")
+
+    def _count(self, where: str) -> int:
+        return int(self.client.query(self.names.chunks, filter=where, output_fields=["count(*)"])[0]["count(*)"])
 
     def lexical_search(self, question: str, k: int) -> list[tuple[int, float]]:
         terms = list(dict.fromkeys(lexical.analyse(question)))[:32]
@@ -313,14 +362,13 @@ class MilvusStore:
         if self.address.index == "HNSW":
             params["params"] = {"ef": max(64, k)}
         found = self.client.search(self.names.chunks, data=[np.asarray(query, dtype=np.float32).tolist()],
-                                   anns_field="vector", limit=min(k, 16384), filter=f"born <= {self.generation}",
+                                   anns_field="vector", limit=min(k, 16384),
+                                   filter=f"born <= {self.generation} and has_vector == true",
                                    output_fields=["born"], search_params=params)
         return [(int(h["id"]), float(h["distance"])) for h in found[0]]
 
     def counts(self) -> tuple[int, int]:
-        docs = len(self._latest_versions(self.generation, None))
-        rows = self.client.query(self.names.chunks, filter=f"born <= {self.generation}", output_fields=["count(*)"])
-        return docs, int(rows[0]["count(*)"])
+        return len(self._latest_versions(self.generation, None)), self._count(f"born <= {self.generation}")
 
     # -- embedding cache ------------------------------------------------------
     def _cached_vectors(self, keys: Sequence[str]) -> dict[str, list[float]]:
@@ -329,9 +377,6 @@ class MilvusStore:
             for r in self.client.query(self.names.vectors, filter=f"key in {lits(part)}",
                                        output_fields=["key", "vector"]):
                 out[r["key"]] = [float(x) for x in r["vector"]]
-        missing = [k for k in keys if k not in out]
-        if missing:
-            raise AssistantError(f"{len(missing)} vectors missing from the cache of {self.address.display()}")
         return out
 
     def missing_vectors(self, keys: Iterable[str]) -> list[str]:
@@ -381,7 +426,10 @@ class MilvusStore:
 
 @dataclass
 class MilvusDense:
-    """`backend.DenseIndex` on the chunks collection: the vectors live in the chunk rows."""
+    """`backend.DenseIndex` on the chunks collection: the vectors live in the chunk rows.
+
+    `put_document` writes the vectors already in the cache; `update` adds the others (two-step
+    publishing), and removals need nothing: replaced chunks are hidden by their generation."""
 
     store: MilvusStore
     generation: int
@@ -390,8 +438,12 @@ class MilvusDense:
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         return self.store.at(self.generation).dense_search(query, k)
 
+    @property
+    def size(self) -> int:
+        return self.store.at(self.generation).dense_count()
+
     def update(self, removed: list[int], added_ids: np.ndarray, added: np.ndarray) -> None:
-        """Nothing to do: `put_document` wrote the vectors with the chunks."""
+        self.store.set_vectors(added_ids.tolist(), added)
 
     def save(self, index_dir: Path, generation: int) -> None:
         self.generation = generation

@@ -38,8 +38,11 @@ class Retriever:
 
     def __init__(self, store: ChunkStore, index: DenseIndex, embedder: Embedder, *, query_prompt: str,
                  candidates: int = 50, max_per_doc: int = 3,
-                 weights: FusionWeights = FusionWeights()) -> None:
+                 weights: FusionWeights = FusionWeights(), passage_prompt: str = "passage: ",
+                 embed_unpublished: int = 4) -> None:
         self.store = store
+        self.passage_prompt = passage_prompt
+        self.embed_unpublished = embed_unpublished
         self.index = index
         self.embedder = embedder
         self.query_prompt = query_prompt
@@ -71,9 +74,31 @@ class Retriever:
             missing = [i for i in lex if i not in dense]
             for ids, vecs in self.store.chunk_vectors(missing):
                 dense.update(zip(ids.tolist(), (vecs @ qvec).tolist()))
+            dense.update(self._embed_unpublished(lex, dense, qvec))
         scored = self._fuse(question, dense, lex, mode)
         chunks = self.store.chunks_by_id([c for c, _ in scored[: n * 2]])
         return self._diversify(scored, chunks, dense, lex, k)
+
+    def _embed_unpublished(self, lex: dict[int, float], dense: dict[int, float],
+                           qvec: np.ndarray) -> dict[int, float]:
+        """Dense scores for the best lexical matches that have no vector yet.
+
+        A document the indexer has just published by its words (its vectors are still being
+        made) is embedded here, a few chunks at a time, so it ranks by meaning at once.
+        """
+        best = sorted(lex, key=lambda c: -lex[c])[: 2 * self.embed_unpublished]
+        waiting = [i for i in best if i not in dense][: self.embed_unpublished]
+        if not waiting:
+            return {}
+        from .indexing import embed_text
+
+        stored = self.store.chunks_by_id(waiting)
+        ids = [i for i in waiting if i in stored]
+        if not ids:
+            return {}
+        vecs = self.embedder.embed([self.passage_prompt + embed_text(stored[i].title, stored[i].chunk)
+                                    for i in ids])
+        return dict(zip(ids, (np.asarray(vecs, dtype=np.float32) @ qvec).tolist()))
 
     def _fuse(self, question: str, dense: dict[int, float], lex: dict[int, float],
               mode: str) -> list[tuple[int, float]]:

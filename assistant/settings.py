@@ -50,6 +50,8 @@ class Settings:
     refuse_below_cross: float = 0.80
     # Threads for torch (0: torch's default). 1 keeps query latency steady on a busy 2-core machine.
     num_threads: int = 0
+    # Question-side vectors kept in memory (questions and the sentences answers quote); 0: off.
+    embed_cache: int = 20_000
     # Optional generative answers: an OpenAI-compatible server, or a local GGUF file.
     # The API key is read from ASSISTANT_LLM_API_KEY or OPENAI_API_KEY, never stored here.
     llm_url: str = ""

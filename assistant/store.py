@@ -15,7 +15,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_key ON chunks(embed_key);
 CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (chunk_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, rating INTEGER NOT NULL,
     question TEXT NOT NULL, answer TEXT NOT NULL, hits TEXT NOT NULL);
@@ -216,6 +217,34 @@ class Store:
         """Up to `k` `(chunk_id, BM25)` pairs for `question`, best first."""
         return lexical.search(self.db, question, k)
 
+    def pending_chunks(self) -> list[int]:
+        """Chunks published by their words whose vectors are not in the vector index yet."""
+        try:
+            return [int(r[0]) for r in self.db.execute("SELECT chunk_id FROM pending ORDER BY chunk_id")]
+        except sqlite3.OperationalError:  # a store from before two-step publishing
+            return []
+
+    def set_pending(self, chunk_ids: Sequence[int]) -> None:
+        """Inside the writer's transaction."""
+        self.db.execute("DELETE FROM pending")
+        self.db.executemany("INSERT INTO pending(chunk_id) VALUES (?)", ((i,) for i in chunk_ids))
+
+    def embed_texts(self, ids: Sequence[int], prompt: str,
+                    embed_text: Callable[[str, Chunk], str]) -> dict[str, str]:
+        """`{embed_key: prompt + embed_text(title, chunk)}` for the given chunks."""
+        stored = self.chunks_by_id(ids)
+        texts: dict[str, str] = {}
+        for batch in _batches(list(stored), 500):
+            marks = ",".join("?" * len(batch))
+            for cid, key in self.db.execute(f"SELECT id, embed_key FROM chunks WHERE id IN ({marks})", batch):
+                texts[key] = prompt + embed_text(stored[cid].title, stored[cid].chunk)
+        return texts
+
+    def dense_count(self) -> int:
+        """Vectors in the published vector index (all chunks, for stores from before pending chunks)."""
+        value = self.get_meta("dense_count")
+        return int(value) if value is not None else self.counts()[1]
+
     def counts(self) -> tuple[int, int]:
         docs = self.db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
         chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
@@ -287,7 +316,7 @@ class _Transaction:
             return
         if exc_type is None:
             self.db.execute("COMMIT")
-        else:
+        elif self.db.in_transaction:  # SQLite rolls back by itself on some errors, such as a full disk
             self.db.execute("ROLLBACK")
 
 

