@@ -4,7 +4,7 @@ Two backends implement it:
 
 - the embedded default, `store.Store` (SQLite: documents, chunks, FTS5, vector
   cache) with `vectors.VectorIndex` (a FAISS file derived from it), in `index_dir`;
-- `milvus_store.MilvusStore` with `milvus_store.MilvusDense`, on a Milvus server
+- `milvus_store.MilvusStore` with `milvus_core.MilvusDense`, on a Milvus server
   or cluster (`milvus://host:19530`) or a Milvus Lite file (`milvus-lite:///x.db`).
 
 `Settings.store` chooses: empty for the default, otherwise a URI that

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from .backend import StoreAddress, parse_store
 from .core import Assistant, IndexInfo
@@ -24,7 +26,7 @@ from .embedding import Embedder
 from .generate import Generator
 from .indexing import Indexer, Progress
 from .milvus_schema import Names, connect
-from .milvus_store import MilvusDense, MilvusStore
+from .milvus_store import MilvusStore
 from .retrieve import Retriever
 from .settings import Settings
 from .types import IndexReport
@@ -131,6 +133,31 @@ class MilvusAssistant(Assistant):
         updated = store.get_meta("updated_at")
         return IndexInfo(self.address.display(), docs, chunks, self.embedder.model_id, self.embedder.dimension,
                          self.vector_kind, size, float(updated) if updated else None, store.generation)
+
+
+@dataclass
+class MilvusDense:
+    """`backend.DenseIndex` on the chunks collection: the vectors live in the chunk rows.
+
+    `put_document` writes the vectors already in the cache; `update` adds the others (two-step
+    publishing), and removals need nothing: replaced chunks are hidden by their generation."""
+
+    store: MilvusStore
+    generation: int
+    kind: str
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return self.store.at(self.generation).dense_search(query, k)
+
+    @property
+    def size(self) -> int:
+        return self.store.at(self.generation).dense_count()
+
+    def update(self, removed: list[int], added_ids: np.ndarray, added: np.ndarray) -> None:
+        self.store.set_vectors(added_ids.tolist(), added)
+
+    def save(self, index_dir: Path, generation: int) -> None:
+        self.generation = generation
 
 
 def _drop(address: StoreAddress) -> None:

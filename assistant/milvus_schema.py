@@ -20,7 +20,8 @@ from typing import Any, Iterator, Sequence
 
 from .backend import StoreAddress
 from .errors import AssistantError, MissingExtraError
-from .types import Document
+from . import lexical
+from .types import Chunk, Document
 
 INSTALL = "pip install 'kommune-assistent[milvus]'"
 TOKEN_ENV = "ASSISTANT_MILVUS_TOKEN"
@@ -234,6 +235,26 @@ def doc_rows(doc: Document, root: str, size: int, mtime_ns: int, born: int) -> l
             for i, piece in enumerate(pieces)]
 
 
+def chunk_rows(doc: Document, chunks: Sequence[Chunk], keys: Sequence[str], vectors: dict[str, list[float]],
+               first: int, born: int, dim: int) -> list[dict[str, Any]]:
+    """Chunk rows with ids from `first`; a chunk without a cached vector waits for one (`has_vector`)."""
+    zero = [0.0] * dim
+    return [{"id": first + n, "doc_id": doc.id, "born": born, "ordinal": c.ordinal, "start": c.start, "stop": c.end,
+             "text": c.text, "headings": json.dumps(list(c.headings), ensure_ascii=False),
+             "page": -1 if c.page is None else c.page, "embed_key": key,
+             "terms": " ".join(lexical.analyse(" ".join([doc.title, *c.headings, c.text]))),  # our stems
+             "has_vector": key in vectors, "vector": vectors.get(key, zero)}
+            for n, (c, key) in enumerate(zip(chunks, keys))]
+
+
+def feedback_row(rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> dict[str, Any]:
+    encoded = json.dumps(hits, ensure_ascii=False)
+    if len(encoded.encode("utf-8")) > VARCHAR:  # keep the hits' ids and scores, drop their texts
+        encoded = json.dumps([{k: v for k, v in h.items() if k != "text"} for h in hits], ensure_ascii=False)
+    return {"created_at": time.time(), "rating": int(rating), "question": clip(question), "answer": clip(answer),
+            "hits": encoded if len(encoded.encode("utf-8")) <= VARCHAR else "[]", "_v": [0.0, 0.0]}
+
+
 def tombstone(doc_id: str, born: int) -> dict[str, Any]:
     """The row that says: from generation `born` on, this document is gone (or being replaced)."""
     return {"key": doc_key(doc_id, born, 0), "doc_id": doc_id, "born": born, "part": 0, "nparts": 0, "tomb": True,
@@ -250,6 +271,15 @@ def iterate(client: Any, collection: str, where: str, fields: list[str]) -> Iter
             yield from rows
     finally:
         iterator.close()
+
+
+def by_key(client: Any, collection: str, keys: Sequence[str], field: str) -> dict[str, Any]:
+    """`{key: row[field]}` for the rows of `collection` whose primary key `key` is in `keys`."""
+    out: dict[str, Any] = {}
+    for part in batches(list(dict.fromkeys(keys)), BATCH):
+        for r in client.query(collection, filter=f"key in {lits(part)}", output_fields=["key", field]):
+            out[r["key"]] = r[field]
+    return out
 
 
 def lit(value: str) -> str:

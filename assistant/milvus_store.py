@@ -30,7 +30,6 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -38,8 +37,9 @@ import numpy as np
 from . import lexical
 from .backend import StoreAddress
 from .errors import IndexCorruptError, IndexMismatchError
-from .milvus_schema import (BATCH, CHUNK_FIELDS, CHUNK_ROW, DOC_FIELDS, VARCHAR, Names, batches, clip, connect,
-                            create_collections, doc_rows, iterate, lit, lits, meta_value, pymilvus, tombstone)
+from .milvus_schema import (BATCH, CHUNK_FIELDS, CHUNK_ROW, DOC_FIELDS, Names, batches, by_key, chunk_rows,
+                            connect, create_collections, doc_rows, feedback_row, iterate, lit, lits, meta_value,
+                            pymilvus, tombstone)
 from .store import StoredChunk, StoredDocument
 from .types import Chunk, Document, Section
 
@@ -249,13 +249,7 @@ class MilvusStore:
             vectors = self._cached_vectors(embed_keys)  # chunks without one are pending (two-step publishing)
             first = int(self.get_meta("next_chunk_id") or 1)
             self._upsert_meta({"next_chunk_id": str(first + len(chunks))})  # ids are never reused
-            zero = [0.0] * self.dim
-            rows = [{"id": first + n, "doc_id": doc.id, "born": born, "ordinal": c.ordinal, "start": c.start,
-                     "stop": c.end, "text": c.text, "headings": json.dumps(list(c.headings), ensure_ascii=False),
-                     "page": -1 if c.page is None else c.page, "embed_key": key,
-                     "terms": " ".join(lexical.analyse(" ".join([doc.title, *c.headings, c.text]))),
-                     "has_vector": key in vectors, "vector": vectors.get(key, zero)}
-                    for n, (c, key) in enumerate(zip(chunks, embed_keys))]
+            rows = chunk_rows(doc, chunks, embed_keys, vectors, first, born, self.dim)
             for part in batches(rows, BATCH):
                 self.client.insert(self.names.chunks, part)
             self.client.upsert(self.names.docs, doc_rows(doc, root, size, mtime_ns, born))
@@ -352,8 +346,7 @@ class MilvusStore:
         found = self.client.search(self.names.chunks, data=[" ".join(terms)], anns_field="sparse", limit=k,
                                    filter=f"born <= {self.generation}", output_fields=["born"],
                                    search_params={"metric_type": "BM25"})
-        # Milvus Lite reports BM25 as a negative distance, a Milvus server as a positive score.
-        return [(int(h["id"]), abs(float(h["distance"]))) for h in found[0]]
+        return [(int(h["id"]), abs(float(h["distance"]))) for h in found[0]]  # Lite: negative, a server: positive
 
     def dense_search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         if k <= 0:
@@ -372,19 +365,11 @@ class MilvusStore:
 
     # -- embedding cache ------------------------------------------------------
     def _cached_vectors(self, keys: Sequence[str]) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        for part in batches(list(dict.fromkeys(keys)), BATCH):
-            for r in self.client.query(self.names.vectors, filter=f"key in {lits(part)}",
-                                       output_fields=["key", "vector"]):
-                out[r["key"]] = [float(x) for x in r["vector"]]
-        return out
+        return {k: [float(x) for x in v] for k, v in by_key(self.client, self.names.vectors, keys, "vector").items()}
 
     def missing_vectors(self, keys: Iterable[str]) -> list[str]:
         wanted = list(dict.fromkeys(keys))
-        present: set[str] = set()
-        for part in batches(wanted, BATCH):
-            present.update(r["key"] for r in self.client.query(
-                self.names.vectors, filter=f"key in {lits(part)}", output_fields=["key"]))
+        present = by_key(self.client, self.names.vectors, wanted, "key")
         return [k for k in wanted if k not in present]
 
     def put_vectors(self, keys: Sequence[str], vectors: np.ndarray) -> None:
@@ -405,48 +390,17 @@ class MilvusStore:
 
     # -- feedback -------------------------------------------------------------
     def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
-        encoded = json.dumps(hits, ensure_ascii=False)
-        if len(encoded.encode("utf-8")) > VARCHAR:  # keep the hits' ids and scores, drop their texts
-            encoded = json.dumps([{k: v for k, v in h.items() if k != "text"} for h in hits], ensure_ascii=False)
-        row = {"created_at": time.time(), "rating": int(rating), "question": clip(question),
-               "answer": clip(answer), "hits": encoded if len(encoded.encode("utf-8")) <= VARCHAR else "[]",
-               "_v": [0.0, 0.0]}
-        return int(self.client.insert(self.names.feedback, [row])["ids"][0])
+        return int(self.client.insert(self.names.feedback, [feedback_row(rating, question, answer, hits)])["ids"][0])
 
     def feedback(self) -> list[dict[str, Any]]:
         rows = iterate(self.client, self.names.feedback, "id >= 0",
-                        ["id", "created_at", "rating", "question", "answer", "hits"])
+                       ["id", "created_at", "rating", "question", "answer", "hits"])
         return [{"id": int(r["id"]), "created_at": float(r["created_at"]), "rating": int(r["rating"]),
                  "question": r["question"], "answer": r["answer"], "hits": json.loads(r["hits"])}
                 for r in sorted(rows, key=lambda r: (r["created_at"], r["id"]))]
 
     def close(self) -> None:
         self.client.close()
-
-
-@dataclass
-class MilvusDense:
-    """`backend.DenseIndex` on the chunks collection: the vectors live in the chunk rows.
-
-    `put_document` writes the vectors already in the cache; `update` adds the others (two-step
-    publishing), and removals need nothing: replaced chunks are hidden by their generation."""
-
-    store: MilvusStore
-    generation: int
-    kind: str
-
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        return self.store.at(self.generation).dense_search(query, k)
-
-    @property
-    def size(self) -> int:
-        return self.store.at(self.generation).dense_count()
-
-    def update(self, removed: list[int], added_ids: np.ndarray, added: np.ndarray) -> None:
-        self.store.set_vectors(added_ids.tolist(), added)
-
-    def save(self, index_dir: Path, generation: int) -> None:
-        self.generation = generation
 
 
 def _unpack(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
