@@ -3,6 +3,15 @@
     curl -s localhost:7860/api/ask -H 'content-type: application/json' \\
          -d '{"question": "Hvordan kom den nye søknaden om sosialhjelp i stand?"}'
 
+With `"stream": true`, `/api/ask` answers NDJSON (`application/x-ndjson`), one
+JSON object a line: `{"delta": "..."}` pieces of text while a language model
+writes, then `{"answer": {...}}` with the same object as the plain call (its
+text replaces the streamed one), or `{"error": "..."}`. A bad question is
+still a 4xx before the stream starts.
+
+While `assistant serve` is starting (`startup.py`), `/api/health` answers 503
+with `"ready": false`, and questions wait for the model instead of failing.
+
 Endpoints are plain (sync) functions, so FastAPI runs the CPU-heavy retrieval
 in its thread pool and the event loop stays free. A bad question (empty,
 longer than `Settings.max_question_chars`) or a malformed body is a 4xx with
@@ -20,19 +29,22 @@ operator to rebuild, never a 500.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from .answering import answer_json, hit_json
 from .errors import AssistantError, QuestionError
+from .startup import Startup
+from .streaming import Partial, stream_ask
 
 if TYPE_CHECKING:
     from .core import Assistant
@@ -92,6 +104,7 @@ def _valid_text(text: str) -> str:
 class AskRequest(BaseModel):
     question: str
     history: list[tuple[str, str]] = Field(default_factory=list, max_length=MAX_TURNS)
+    stream: bool = False
 
     @field_validator("question")
     @classmethod
@@ -114,8 +127,23 @@ class SearchRequest(BaseModel):
         return _valid_text(value)
 
 
-def add_api_routes(app: FastAPI, bot: "Assistant") -> None:
-    """Add the `/api/*` routes for `bot` to `app`."""
+def ndjson_lines(items: Iterator[Any]) -> Iterator[str]:
+    """The NDJSON lines of a streamed answer: deltas of the growing text, then the answer or an error."""
+    sent = ""
+    try:
+        for item in items:
+            if isinstance(item, Partial):
+                yield json.dumps({"delta": item.text[len(sent):]}, ensure_ascii=False) + "\n"
+                sent = item.text
+            else:
+                yield json.dumps({"answer": answer_json(item)}, ensure_ascii=False) + "\n"
+    except (AssistantError, sqlite3.DatabaseError) as exc:
+        yield json.dumps({"error": str(exc)}, ensure_ascii=False) + "\n"
+
+
+def add_api_routes(app: FastAPI, bot: "Assistant", startup: Startup | None = None) -> None:
+    """Add the `/api/*` routes for `bot` to `app`; with `startup`, questions wait until it is ready."""
+    startup = startup or Startup.done()
 
     def limit_history(history: list[tuple[str, str]]) -> list[tuple[str, str]]:
         cap = bot.settings.max_question_chars * 4
@@ -127,19 +155,46 @@ def add_api_routes(app: FastAPI, bot: "Assistant") -> None:
     admission = Admission(bot.settings.max_concurrent, bot.settings.queue)
     app.state.admission = admission
 
-    @app.post("/api/ask")
-    async def api_ask(req: AskRequest) -> dict[str, Any]:
+    def when_ready(fn: Callable[[], T]) -> Callable[[], T]:
+        def run() -> T:
+            startup.wait()
+            return fn()
+        return run
+
+    @app.post("/api/ask", response_model=None)
+    async def api_ask(req: AskRequest) -> dict[str, Any] | StreamingResponse:
         history = limit_history(req.history)
-        return await admission.run(lambda: answer_json(bot.ask(req.question, history)))
+        if not req.stream:
+            return await admission.run(when_ready(lambda: answer_json(bot.ask(req.question, history))))
+        question = bot.check_question(req.question)  # a bad question is a 400, not a line in the stream
+        if admission.inside >= admission.capacity:
+            admission.rejected += 1
+            raise Busy()
+
+        async def lines() -> AsyncIterator[str]:
+            try:
+                async with admission.slot():
+                    await run_in_threadpool(startup.wait)
+                    async for line in iterate_in_threadpool(ndjson_lines(stream_ask(bot, question, history))):
+                        yield line
+            except (Busy, AssistantError) as exc:
+                yield json.dumps({"error": "busy" if isinstance(exc, Busy) else str(exc)}) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/api/search")
     async def api_search(req: SearchRequest) -> dict[str, Any]:
-        hits = await admission.run(lambda: bot.search(req.question, k=req.k))
+        hits = await admission.run(when_ready(lambda: bot.search(req.question, k=req.k)))
         return {"question": req.question, "hits": [hit_json(h) for h in hits]}
 
-    @app.get("/api/health")
-    def api_health() -> dict[str, Any]:
-        return {"status": "ok", **bot.info().to_json()}
+    @app.get("/api/health", response_model=None)
+    def api_health() -> dict[str, Any] | JSONResponse:
+        if not startup.ready:
+            failed = startup.finished(0)
+            return JSONResponse({"status": "failed" if failed else "starting", "ready": False},
+                                status_code=503, headers={} if failed else {"Retry-After": "1"})
+        return {"status": "ok", "ready": True, **bot.info().to_json()}
 
     @app.exception_handler(QuestionError)
     def bad_question(request: Request, exc: QuestionError) -> JSONResponse:

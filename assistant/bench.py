@@ -269,6 +269,10 @@ def format_table(result: dict[str, Any]) -> str:
         lines += ["", f"cold start {cold['seconds']:.1f} s to the first answer (goal ≤ 10 s): imports "
                   f"{cold['imports']:.1f} s, open {cold['open']:.2f} s, model load {cold['model_load']:.1f} s, "
                   f"first answer {cold['first_answer']:.2f} s"]
+        serve = cold.get("serve")
+        if serve:
+            lines.append(f"serve ready in {serve['ready']:.1f} s (goal < 15 s; listening after "
+                         f"{serve['listening']:.1f} s, questions wait for the model until ready)")
     ap = result.get("approximate")
     if ap and "error" not in ap:
         lines.append("")

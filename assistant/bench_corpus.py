@@ -1,4 +1,4 @@
-"""Bench sections on the real corpus: full build, incremental updates, cold start.
+"""Bench sections on the real corpus: full build, incremental updates, cold start (and serve readiness).
 
 The model is loaded once by the caller; no timing here includes loading it,
 except cold start, which is about exactly that (in a child process).
@@ -183,4 +183,51 @@ def cold_start(bench: "Bench", result: dict[str, Any]) -> dict[str, Any]:
            **{k: round(median([r[k] for r in runs]), 3) for k in keys},
            "question": question, "runs": runs,
            "command": "python -m assistant.bench_child cold (the same steps as `assistant ask`)"}
+    if not bench.options.embedder_spec:  # serve loads the model by name; a custom embedder cannot be served
+        out["serve"] = serve_ready(bench, index_dir)
     return out
+
+
+def serve_ready(bench: "Bench", index_dir: Path) -> dict[str, Any]:
+    """`assistant serve` over an existing index: process start until it listens, and until
+    `/api/health` says ready (the model loaded, the index checked: the chat can answer)."""
+    import socket
+
+    import httpx
+
+    runs = []
+    log_path = bench.workdir / "serve.log"
+    for _ in range(bench.options.repeat):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-c", "from assistant.cli import main; raise SystemExit(main())", "serve",
+               "--index", str(index_dir), "--corpus", str(bench.corpus), "--port", str(port),
+               "--model", bench.settings.model]
+        with open(log_path, "w") as log_file:
+            tick = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=bench.child_env(), stdout=subprocess.DEVNULL, stderr=log_file)
+            listening = ready = None
+            try:
+                while ready is None and time.perf_counter() - tick < 600:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"serve exited: {log_path.read_text()[-2000:]}")
+                    try:
+                        status = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    now = time.perf_counter() - tick
+                    if status and listening is None:
+                        listening = now
+                    if status == 200:
+                        ready = now
+                    time.sleep(0.05)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        if ready is None or listening is None:
+            raise RuntimeError("serve was not ready within 600 s")
+        runs.append({"listening": round(listening, 3), "ready": round(ready, 3)})
+    return {"ready": round(median([r["ready"] for r in runs]), 3),
+            "listening": round(median([r["listening"] for r in runs]), 3), "runs": runs,
+            "command": "assistant serve --index INDEX --corpus CORPUS, polling GET /api/health"}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import vectors
+from .centering import LanguageMeans
 from .chunking import ChunkParams
 from .embedding import CachedEmbedder, Embedder, load_embedder
 from .errors import IndexWriteError, QuestionError
@@ -74,6 +75,7 @@ class Assistant:
         self._local = threading.local()
         self._swap = threading.Lock()
         self._vectors: vectors.VectorIndex | None = None
+        self._means: LanguageMeans | None = None
         self._store_id: tuple[int, int] | None = None
         self.query_embedder: Embedder = (CachedEmbedder(embedder, settings.embed_cache)
                                          if settings.embed_cache > 0 else embedder)
@@ -200,6 +202,7 @@ class Assistant:
             if current is not None and not path.exists() and is_locked(self.index_dir):
                 return False  # the writer is about to publish it; keep serving the previous one
             self._vectors = vectors.load(self.index_dir, store, self.embedder.dimension)
+            self._means = LanguageMeans.load(store) if self.settings.center_languages else None
             self._store_id = ident
             return True
 
@@ -208,7 +211,8 @@ class Assistant:
         assert self._vectors is not None
         s = self.settings
         return Retriever(self._reader(), self._vectors, self.query_embedder, query_prompt=s.query_prompt,
-                         candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt)
+                         candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt,
+                         means=self._means)
 
     def check_question(self, question: str) -> str:
         question = (question or "").strip()

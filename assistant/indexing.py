@@ -25,6 +25,7 @@ import numpy as np
 
 from . import vectors
 from .backend import ChunkStore, DenseIndex
+from .centering import refresh_means
 from .chunking import ChunkParams, chunk_document
 from .embedding import Embedder
 from .errors import IndexLockedError, ReadError
@@ -123,8 +124,9 @@ def scan(corpus_dirs: Sequence[Path]) -> tuple[list[SourceFile], list[Skipped]]:
                 if is_licence_file(path):
                     skipped.append(Skipped(doc_id, "licence file"))
                     continue
-                if Path(dirpath) == root and name.lower().startswith("readme"):
-                    skipped.append(Skipped(doc_id, "README of the corpus folder (describes it, not content)"))
+                if Path(dirpath) == root and _describes_folder(name):
+                    skipped.append(Skipped(doc_id, f"{Path(name).stem} of the corpus folder (describes it, "
+                                                   "not content)"))
                     continue
                 try:
                     st = path.stat()
@@ -137,6 +139,16 @@ def scan(corpus_dirs: Sequence[Path]) -> tuple[list[SourceFile], list[Skipped]]:
                     continue
                 files[doc_id] = SourceFile(doc_id, root, path, st.st_size, st.st_mtime_ns)
     return list(files.values()), skipped
+
+
+# Files at the top of a corpus folder that describe the folder (what it holds, where the
+# documents come from, their licences) rather than being documents themselves.
+_FOLDER_FILES = frozenset({"sources", "attribution", "attributions", "credits"})
+
+
+def _describes_folder(name: str) -> bool:
+    stem = Path(name).stem.lower()
+    return stem.startswith("readme") or stem in _FOLDER_FILES
 
 
 class Indexer:
@@ -290,6 +302,7 @@ class Indexer:
         self.store.set_meta("updated_at", str(time.time()))
         self.store.set_meta("dense_count", str(self._index.size))
         self.store.set_pending(waiting)
+        refresh_means(self.store)
         self._index.save(self.index_dir, generation)
 
     def _embed(self, items: list[tuple[str, str]], progress: Progress | None) -> None:

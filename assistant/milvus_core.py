@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import StoreAddress, parse_store
+from .centering import LanguageMeans
 from .core import Assistant, IndexInfo
 from .embedding import Embedder
 from .generate import Generator
@@ -111,6 +112,7 @@ class MilvusAssistant(Assistant):
         if isinstance(current, MilvusDense) and current.generation == generation and current.store is store:
             return False
         self._vectors = MilvusDense(store, generation, self.vector_kind)  # type: ignore[assignment]
+        self._means = LanguageMeans.load(store.at(generation)) if self.settings.center_languages else None
         return True
 
     def retriever(self) -> Retriever:
@@ -119,7 +121,8 @@ class MilvusAssistant(Assistant):
         assert isinstance(dense, MilvusDense)
         s = self.settings
         return Retriever(dense.store.at(dense.generation), dense, self.query_embedder, query_prompt=s.query_prompt,
-                         candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt)
+                         candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt,
+                         means=self._means)
 
     def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
         return self._reader().add_feedback(rating, question, answer, hits)

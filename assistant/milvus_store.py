@@ -133,6 +133,11 @@ class MilvusStore:
             return self._pinned
         return int(self.get_meta("generation") or 0)
 
+    @property
+    def view(self) -> int:
+        """The generation reads see: the published one, or inside a transaction its own rows too."""
+        return self._pending.generation if self._pending is not None else self.generation
+
     @contextmanager
     def transaction(self) -> Iterator["MilvusStore"]:
         """Rows written inside become visible together at the end (see the module docstring)."""
@@ -218,10 +223,10 @@ class MilvusStore:
 
     def documents(self) -> dict[str, StoredDocument]:
         return {d: StoredDocument(d, r["root"], r["hash"], int(r["size"]), int(r["mtime_ns"]))
-                for d, r in self._latest_versions(self.generation, None).items()}
+                for d, r in self._latest_versions(self.view, None).items()}
 
     def document(self, doc_id: str) -> Document | None:
-        row = self._latest_versions(self.generation, [doc_id]).get(doc_id)
+        row = self._latest_versions(self.view, [doc_id]).get(doc_id)
         if row is None:
             return None
         parts = self.client.query(self.names.docs, filter=f"doc_id == {lit(doc_id)} and born == {row['born']}",
@@ -232,7 +237,7 @@ class MilvusStore:
                         data["metadata"])
 
     def touch(self, doc_id: str, size: int, mtime_ns: int) -> None:
-        row = self._latest_versions(self.generation, [doc_id]).get(doc_id)
+        row = self._latest_versions(self.view, [doc_id]).get(doc_id)
         if row is None:
             return
         (full,) = self.client.query(self.names.docs, filter=f"doc_id == {lit(doc_id)} and born == {row['born']} "
@@ -278,7 +283,7 @@ class MilvusStore:
         rows = [r for part in batches([int(i) for i in ids], BATCH)
                 for r in self.client.query(self.names.chunks, filter=f"id in {list(part)}",
                                            output_fields=CHUNK_FIELDS)]
-        docs = self._latest_versions(self.generation, [r["doc_id"] for r in rows])
+        docs = self._latest_versions(self.view, [r["doc_id"] for r in rows])
         out: dict[int, StoredChunk] = {}
         for r in rows:
             doc = docs.get(r["doc_id"])
@@ -294,7 +299,7 @@ class MilvusStore:
                       batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of the chunks whose vector is in the embedding cache, as `Store` gives them."""
         if ids is None:
-            keyed = list(iterate(self.client, self.names.chunks, f"born <= {self.generation}", ["id", "embed_key"]))
+            keyed = list(iterate(self.client, self.names.chunks, f"born <= {self.view}", ["id", "embed_key"]))
         else:
             keyed = [r for part in batches([int(i) for i in ids], BATCH) for r in self.client.query(
                 self.names.chunks, filter=f"id in {list(part)}", output_fields=["id", "embed_key"])]
@@ -304,9 +309,31 @@ class MilvusStore:
             if rows:
                 yield _unpack(rows)
 
+    def vectors_by_language(self, limit: int) -> Iterator[tuple[str, np.ndarray]]:
+        """Per document language, the vectors of up to `limit` of its current chunks (for centering)."""
+        docs = self._latest_versions(self.view, None)
+        by_lang: dict[str, list[str]] = {}
+        for r in iterate(self.client, self.names.chunks, f"born <= {self.view}", ["doc_id", "born", "embed_key"]):
+            doc = docs.get(r["doc_id"])
+            if doc is not None and doc["born"] == r["born"]:
+                by_lang.setdefault(doc["lang"], []).append(r["embed_key"])
+        for lang, keys in sorted(by_lang.items()):
+            cached = self._cached_vectors(keys[::max(1, -(-len(keys) // limit))])
+            if cached:
+                yield lang, np.asarray(list(cached.values()), dtype=np.float32)
+
+    def vectors_of(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, str]]:
+        """`{chunk_id: (vector, document language)}` for those of `ids` that have a vector."""
+        rows = [r for part in batches([int(i) for i in ids], BATCH) for r in self.client.query(
+            self.names.chunks, filter=f"id in {part}", output_fields=["id", "doc_id", "embed_key"])]
+        docs = self._latest_versions(self.view, [r["doc_id"] for r in rows])
+        cached = self._cached_vectors([r["embed_key"] for r in rows])
+        return {int(r["id"]): (np.asarray(cached[r["embed_key"]], dtype=np.float32), docs[r["doc_id"]]["lang"])
+                for r in rows if r["embed_key"] in cached and r["doc_id"] in docs}
+
     def pending_chunks(self) -> list[int]:
         """Chunks published by their words whose vector is not searchable yet."""
-        rows = iterate(self.client, self.names.chunks, f"born <= {self.generation} and has_vector == false", ["id"])
+        rows = iterate(self.client, self.names.chunks, f"born <= {self.view} and has_vector == false", ["id"])
         return sorted(int(r["id"]) for r in rows)
 
     def set_pending(self, chunk_ids: Sequence[int]) -> None:
@@ -334,7 +361,7 @@ class MilvusStore:
                 self.client.upsert(self.names.chunks, rows)
 
     def dense_count(self) -> int:
-        return self._count(f"born <= {self.generation} and has_vector == true")
+        return self._count(f"born <= {self.view} and has_vector == true")
 
     def _count(self, where: str) -> int:
         return int(self.client.query(self.names.chunks, filter=where, output_fields=["count(*)"])[0]["count(*)"])
@@ -344,7 +371,7 @@ class MilvusStore:
         if not terms or k <= 0:
             return []
         found = self.client.search(self.names.chunks, data=[" ".join(terms)], anns_field="sparse", limit=k,
-                                   filter=f"born <= {self.generation}", output_fields=["born"],
+                                   filter=f"born <= {self.view}", output_fields=["born"],
                                    search_params={"metric_type": "BM25"})
         return [(int(h["id"]), abs(float(h["distance"]))) for h in found[0]]  # Lite: negative, a server: positive
 
@@ -356,12 +383,12 @@ class MilvusStore:
             params["params"] = {"ef": max(64, k)}
         found = self.client.search(self.names.chunks, data=[np.asarray(query, dtype=np.float32).tolist()],
                                    anns_field="vector", limit=min(k, 16384),
-                                   filter=f"born <= {self.generation} and has_vector == true",
+                                   filter=f"born <= {self.view} and has_vector == true",
                                    output_fields=["born"], search_params=params)
         return [(int(h["id"]), float(h["distance"])) for h in found[0]]
 
     def counts(self) -> tuple[int, int]:
-        return len(self._latest_versions(self.generation, None)), self._count(f"born <= {self.generation}")
+        return len(self._latest_versions(self.view, None)), self._count(f"born <= {self.view}")
 
     # -- embedding cache ------------------------------------------------------
     def _cached_vectors(self, keys: Sequence[str]) -> dict[str, list[float]]:

@@ -47,7 +47,7 @@ WEIGHTS_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb78
 # sha256 of SentencePiece's `nmt_nfkc` precompiled charsmap (base64-decoded bytes).
 NMT_NFKC_SHA256 = "0942789e0111452f1cc446f70036e26d24458c3c7858c53cc12ca4d87531279b"
 # Bump when the folder layout or conversion changes; older folders are rebuilt.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: tokenizer_class PreTrainedTokenizerFast (faster load, keeps the NFKC fallback)
 # Written last into a converted folder; describes how it was made.
 MARKER_FILENAME = "kommune-assistent-model.json"
 

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .backend import ChunkStore, DenseIndex
+from .centering import LanguageMeans
 from .embedding import Embedder
 from .language import detect_language, is_norwegian
 from .store import StoredChunk
@@ -39,8 +40,10 @@ class Retriever:
     def __init__(self, store: ChunkStore, index: DenseIndex, embedder: Embedder, *, query_prompt: str,
                  candidates: int = 50, max_per_doc: int = 3,
                  weights: FusionWeights = FusionWeights(), passage_prompt: str = "passage: ",
-                 embed_unpublished: int = 4) -> None:
+                 embed_unpublished: int = 4, means: LanguageMeans | None = None) -> None:
+        """`means`: score dense matches language-centred (see centering.py); None scores raw cosines."""
         self.store = store
+        self.means = means
         self.passage_prompt = passage_prompt
         self.embed_unpublished = embed_unpublished
         self.index = index
@@ -64,16 +67,19 @@ class Retriever:
         qvec = None
         if mode in ("hybrid", "dense"):
             qvec = self.embed_query(question) if query_vector is None else query_vector
-            dense = dict(self.index.search(qvec, n))
+            if self.means is None:
+                dense = dict(self.index.search(qvec, n))
+            else:  # candidates from the raw vectors, then scored centred (see centering.py)
+                qvec = self.means.center_query(qvec, detect_language(question))
+                probe = [cid for cid, _ in self.index.search(qvec, 2 * n)]
+                dense = dict(sorted(self._score_stored(probe, qvec).items(), key=lambda kv: -kv[1])[:n])
         if mode in ("hybrid", "lexical"):
             try:
                 lex = dict(self.store.lexical_search(question, n))
             except sqlite3.OperationalError:
                 lex = {}
         if mode == "hybrid" and qvec is not None:
-            missing = [i for i in lex if i not in dense]
-            for ids, vecs in self.store.chunk_vectors(missing):
-                dense.update(zip(ids.tolist(), (vecs @ qvec).tolist()))
+            dense.update(self._score_stored([i for i in lex if i not in dense], qvec))
             dense.update(self._embed_unpublished(lex, dense, qvec))
         scored = self._fuse(question, dense, lex, mode)
         chunks = self.store.chunks_by_id([c for c, _ in scored[: n * 2]])
@@ -98,7 +104,21 @@ class Retriever:
             return {}
         vecs = self.embedder.embed([self.passage_prompt + embed_text(stored[i].title, stored[i].chunk)
                                     for i in ids])
-        return dict(zip(ids, (np.asarray(vecs, dtype=np.float32) @ qvec).tolist()))
+        return self._scores(ids, np.asarray(vecs, dtype=np.float32), [stored[i].lang for i in ids], qvec)
+
+    def _score_stored(self, ids: Sequence[int], qvec: np.ndarray) -> dict[int, float]:
+        """Dense scores of the given chunks that have a stored vector."""
+        found = self.store.vectors_of(ids)
+        if not found:
+            return {}
+        keys = list(found)
+        return self._scores(keys, np.vstack([found[i][0] for i in keys]), [found[i][1] for i in keys], qvec)
+
+    def _scores(self, ids: Sequence[int], vecs: np.ndarray, langs: Sequence[str],
+                qvec: np.ndarray) -> dict[int, float]:
+        if self.means is None:
+            return dict(zip(ids, (vecs @ qvec).tolist()))
+        return dict(zip(ids, self.means.scores(qvec, vecs, langs).tolist()))
 
     def _fuse(self, question: str, dense: dict[int, float], lex: dict[int, float],
               mode: str) -> list[tuple[int, float]]:

@@ -43,6 +43,8 @@ class Settings:
     # Retrieval.
     candidates: int = 50
     max_per_doc: int = 3
+    # Score dense matches with each language's mean vector taken out (see centering.py).
+    center_languages: bool = True
     # Questions and answers. The refusal thresholds are cosines of the packaged model,
     # calibrated on the dev questions (README, "Answers"); another model needs its own.
     max_question_chars: int = 2000
@@ -109,6 +111,10 @@ def _parse(name: str, raw: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if raw.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return raw.strip().lower() in ("1", "true", "yes", "on")
     except ValueError:
         raise AssistantError(f"ASSISTANT_{name.upper()}={raw!r} is not a valid {kind}") from None
     return raw

@@ -240,6 +240,29 @@ class Store:
                 texts[key] = prompt + embed_text(stored[cid].title, stored[cid].chunk)
         return texts
 
+    def vectors_by_language(self, limit: int) -> Iterator[tuple[str, np.ndarray]]:
+        """Per document language, the vectors of up to `limit` of its chunks (spread over the ids)."""
+        langs = [(str(r[0]), int(r[1])) for r in self.db.execute(
+            "SELECT d.lang, COUNT(*) FROM chunks c JOIN documents d ON d.id = c.doc_id GROUP BY d.lang")]
+        for lang, count in langs:
+            step = max(1, -(-count // limit))
+            rows = self.db.execute(
+                "SELECT c.id, v.vector FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                "JOIN vectors v ON v.key = c.embed_key WHERE d.lang = ? AND c.id % ? = 0", (lang, step)).fetchall()
+            if rows:
+                yield lang, _unpack(rows)[1]
+
+    def vectors_of(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, str]]:
+        """`{chunk_id: (vector, document language)}` for those of `ids` that have a vector."""
+        out: dict[int, tuple[np.ndarray, str]] = {}
+        for part in _batches(list(ids), 500):
+            marks = ",".join("?" * len(part))
+            for cid, blob, lang in self.db.execute(
+                    "SELECT c.id, v.vector, d.lang FROM chunks c JOIN vectors v ON v.key = c.embed_key "
+                    f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})", part):
+                out[int(cid)] = (np.frombuffer(blob, dtype=np.float32), str(lang))
+        return out
+
     def dense_count(self) -> int:
         """Vectors in the published vector index (all chunks, for stores from before pending chunks)."""
         value = self.get_meta("dense_count")

@@ -7,6 +7,13 @@
 from `webui.py` mounted at `/`); `start_server(app, host, port)` runs it in a
 background thread, which is what the tests do. Importing this module is cheap:
 gradio, FastAPI and uvicorn are imported only when a server is built.
+
+`assistant serve` loads the model and brings the index up to date in a
+background thread (`startup.py`) while it imports gradio, builds the app and
+starts listening; "Ready in X s" is printed once both are done, so it means
+the chat can answer.
+Until then `/api/health` answers 503 with `"ready": false`, the chat says the
+model is loading, and questions wait.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from .core import Assistant
+    from .startup import Startup
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +42,11 @@ ADMIN_PASSWORD_ENV = "ASSISTANT_ADMIN_PASSWORD"
 
 
 def build_app(bot: "Assistant", *, corpus_dirs: Sequence[str | Path] = (),
-              admin_password: str | None = None) -> "FastAPI":
+              admin_password: str | None = None, startup: "Startup | None" = None) -> "FastAPI":
     """The FastAPI app: `/api/ask`, `/api/search`, `/api/health`, and the chat at `/`.
 
     The admin tab exists only when `admin_password` is set and there is a corpus folder to upload into.
+    With a `startup` that is not ready yet, questions wait for it (see `startup.py`).
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
@@ -49,11 +58,11 @@ def build_app(bot: "Assistant", *, corpus_dirs: Sequence[str | Path] = (),
     from .webui import build_ui
 
     app = FastAPI(title="kommune-assistent", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
-    add_api_routes(app, bot)
+    add_api_routes(app, bot, startup)
     admin = gate = None
     if admin_password and corpus_dirs:
         admin, gate = Admin(bot, corpus_dirs), LoginGate(admin_password)
-    demo = build_ui(bot, admin=admin, gate=gate)
+    demo = build_ui(bot, admin=admin, gate=gate, startup=startup)
     demo.queue(default_concurrency_limit=4)
     system = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")
     theme = gr.themes.Soft(font=system, font_mono=("ui-monospace", "monospace"))
@@ -108,6 +117,7 @@ def is_loopback(host: str) -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .cli import _open, _progress_bar, _settings, _say
+    from .startup import Startup
 
     settings = _settings(args)
     password = os.environ.get(ADMIN_PASSWORD_ENV) or None
@@ -116,31 +126,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "is unset: anyone who can reach it can read the documents through the chat; "
               "the admin tab is off.", file=sys.stderr)
     started = time.monotonic()
-    bot = _open(args)
-    if not args.no_index:
+    bot = _open(args, check=False)  # quick: the model loads in the warm-up, the index is checked there
+    watchers: list[Any] = []
+
+    def warm_up() -> None:
+        """Load the model, check the stamp and bring the index up to date (then watch, if asked)."""
+        if args.no_index:  # an app server sharing a store that another process indexes
+            _say(args, f"Serving the index as it is: {bot.info().documents} documents.")
+            bot.embedder.embed([bot.settings.query_prompt + "oppvarming"])  # load the model now
+            return
         _say(args, f"Indexing {', '.join(str(d) for d in settings.corpus_dirs)} …")
         report = bot.index(settings.corpus_dirs, progress=_progress_bar(sys.stderr.isatty()) or _log_progress())
         _say(args, f"Index ready: {report.documents_total} documents, {report.chunks_total} chunks "
              f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed).")
         for skipped in report.skipped:
             _say(args, f"  skipped {skipped.doc}: {skipped.reason}")
+        if args.watch:
+            watchers.append(_start_watcher(bot, settings.corpus_dirs))
+
+    # The warm-up (torch, sentence-transformers, the model) runs while this thread imports gradio and
+    # builds the app. Imports mostly hold the GIL, so this saves little, but the server listens and
+    # answers /api/health (503, "ready": false) as soon as the app is built.
+    startup = Startup()
+    startup.start(warm_up)
     _say(args, "Starting the web server …")
-    app = build_app(bot, corpus_dirs=settings.corpus_dirs, admin_password=password)
-    watcher = _start_watcher(bot, settings.corpus_dirs) if args.watch else None
+    app = build_app(bot, corpus_dirs=settings.corpus_dirs, admin_password=password, startup=startup)
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            access_log=False))
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"Ready in {time.monotonic() - started:.1f} s: chat at http://{shown}:{args.port}/ , "
-          f"API at http://{shown}:{args.port}/api/ask (admin tab {'on' if password else 'off'}). "
-          "Ctrl-C stops.", file=sys.stderr)
+
+    def announce() -> None:
+        startup.finished()
+        if startup.error is not None:
+            server.should_exit = True
+            return
+        while not server.started and not server.should_exit:
+            time.sleep(0.02)
+        if server.started:
+            print(f"Ready in {time.monotonic() - started:.1f} s: chat at http://{shown}:{args.port}/ , "
+                  f"API at http://{shown}:{args.port}/api/ask (admin tab {'on' if password else 'off'}). "
+                  "Ctrl-C stops.", file=sys.stderr)
+
+    threading.Thread(target=announce, name="assistant-announce", daemon=True).start()
     try:
         server.run()
     finally:
-        if watcher is not None:
+        for watcher in watchers:
             watcher.stop()
-        bot.close()
+        if startup.finished(0):
+            bot.close()
+    if startup.error is not None:
+        raise startup.error
     return 0
 
 

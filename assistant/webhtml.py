@@ -31,6 +31,8 @@ LABELS: dict[str, dict[str, str]] = {
         "related": "Kan være relevant",
         "no_sources": "Kildene til svaret vises her.",
         "searching": "Søker i dokumentene …",
+        "writing": "Skriver svaret …",
+        "loading": "**Starter:** laster modellen og sjekker indeksen … Spørsmål venter til den er klar.",
         "refused": "Dokumentene svarer ikke på dette spørsmålet.",
         "refused_hint": "Disse avsnittene ligner mest, men svarer ikke på spørsmålet:",
         "open": "Vis i dokumentet",
@@ -74,6 +76,8 @@ LABELS: dict[str, dict[str, str]] = {
         "related": "May be related",
         "no_sources": "The answer's sources appear here.",
         "searching": "Searching the documents …",
+        "writing": "Writing the answer …",
+        "loading": "**Starting:** loading the model and checking the index … Questions wait until it is ready.",
         "refused": "The documents do not answer this question.",
         "refused_hint": "These passages come closest, but do not answer the question:",
         "open": "Show in document",
@@ -212,9 +216,10 @@ def source_card(ref: SourceRef, lang: str) -> str:
 
 
 def sources_header(kind: str, lang: str) -> str:
-    """The top of the sources panel: "none", "searching", "answer", "refused" or "refused-none" (no hits)."""
-    if kind == "searching":
-        return f'<p class="searching">{escape(label(lang, "searching"))}</p>'
+    """The top of the sources panel: "none", "searching", "writing" (a model is streaming), "answer",
+    "refused" or "refused-none" (no hits). Both busy kinds carry the class `searching`."""
+    if kind in ("searching", "writing"):
+        return f'<p class="searching">{escape(label(lang, kind))}</p>'
     if kind in ("refused", "refused-none"):
         hint = label(lang, "refused_hint") if kind == "refused" else ""
         related = f'<h4>{escape(label(lang, "related"))}</h4>' if kind == "refused" else ""
@@ -251,12 +256,17 @@ def document_view(doc: Document | None, ref: SourceRef, lang: str, window: int =
 
 
 def answer_markdown(answer: Answer) -> str:
-    """The chat message: the answer's text with HTML escaped (it quotes documents).
+    """The chat message for a finished answer (see `chat_markdown`)."""
+    return chat_markdown(answer.text)
+
+
+def chat_markdown(text: str) -> str:
+    """A chat message from answer text, streamed or final: HTML escaped (it quotes documents).
 
     Markdown links and images are broken up too (`](` becomes `]\\(`), so a quoted document
     or a language model cannot make the chat load an image or show a disguised link.
     """
-    text = escape(answer.text, quote=False)
+    text = escape(text, quote=False)
     return text.replace("](", "]\\(").replace("![", "!\\[")
 
 

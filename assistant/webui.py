@@ -5,6 +5,10 @@ mounts it next to the JSON API. Labels are Bokmål by default with an English
 toggle (`webhtml.LABELS`); answers follow the question's language. The named
 endpoints `ask` and `search` are for `gradio_client`; the UI's own events are
 private. The admin tab exists only when an `Admin` and a `LoginGate` are given.
+With a language model the answer streams into the chat (`streaming.py`), its
+text escaped like the final one, which replaces it when `ask` returns. With a
+`Startup` that is not ready yet, the status line says the model is loading and
+questions wait for it.
 This module imports gradio at the top (its event annotations need it), so
 only `web.build_app` imports it.
 """
@@ -19,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from .answering import answer_json, hit_json
 from .errors import AssistantError
 from .feedback import record_feedback
-from .webhtml import (EXAMPLES, SCROLL_JS, SourceRef, answer_markdown, document_view, label, source_card,
-                      source_refs, sources_header, status_line)
+from .startup import Startup
+from .streaming import Partial, stream_ask
+from .webhtml import (EXAMPLES, SCROLL_JS, SourceRef, answer_markdown, chat_markdown, document_view, label,
+                      source_card, source_refs, sources_header, status_line)
 
 import gradio as gr
 
@@ -32,14 +38,16 @@ log = logging.getLogger(__name__)
 
 MAX_SOURCES = 5
 PRIVATE = {"api_visibility": "private"}
+CURSOR = " ▍"  # after the streamed text while the model writes
 
 
 def build_ui(bot: "Assistant", *, admin: "Admin | None" = None, gate: "LoginGate | None" = None,
-             k: int = MAX_SOURCES) -> "gr.Blocks":
+             k: int = MAX_SOURCES, startup: Startup | None = None) -> "gr.Blocks":
     k = min(k, MAX_SOURCES)
+    startup = startup or Startup.done()
 
     def status(lang: str) -> str:
-        return status_line(bot.info(), lang)
+        return status_line(bot.info(), lang) if startup.ready else label(lang, "loading")
 
     def examples(lang: str) -> list[dict[str, str]]:
         return [{"text": q} for q in EXAMPLES[lang]]
@@ -79,7 +87,7 @@ def build_ui(bot: "Assistant", *, admin: "Admin | None" = None, gate: "LoginGate
                             slots.append(slot)
                         doc_html = gr.HTML(visible=False, elem_id="document")
                         close = gr.Button(label("nb", "close"), visible=False, size="sm", elem_id="close-document")
-            admin_parts = _admin_tab(gr, bot, admin, gate, lang, status_md) if admin and gate else []
+            admin_parts = _admin_tab(gr, bot, admin, gate, lang, status_md, startup) if admin and gate else []
 
         def panel(kind: str, refs: list[SourceRef], lng: str) -> list[Any]:
             out: list[Any] = [{"kind": kind, "refs": refs}, sources_header(kind, lng)]
@@ -98,13 +106,24 @@ def build_ui(bot: "Assistant", *, admin: "Admin | None" = None, gate: "LoginGate
             chat = [*chat, {"role": "user", "content": escape(question, quote=False)},
                     {"role": "assistant", "content": label(lng, "searching")}]
             yield [chat, "", hist, ans, "", *panel("searching", [], lng)]
+            answer, streamed = None, False
             try:
-                answer = bot.ask(question, [tuple(t) for t in hist])
+                startup.wait()
+                for item in stream_ask(bot, question, [(str(u), str(a)) for u, a in hist]):
+                    if isinstance(item, Partial):
+                        chat = [*chat[:-1], {"role": "assistant", "content": chat_markdown(item.text) + CURSOR}]
+                        rest = [gr.skip()] * len(panel_out) if streamed else panel("writing", [], lng)
+                        streamed = True
+                        yield [chat, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *rest]
+                    else:
+                        answer = item
             except AssistantError as exc:
-                chat[-1] = {"role": "assistant", "content": f"**{label(lng, 'error')}:** {escape(str(exc))}"}
+                chat = [*chat[:-1], {"role": "assistant",
+                                     "content": f"**{label(lng, 'error')}:** {escape(str(exc))}"}]
                 yield [chat, question, hist, ans, "", *panel("none", [], lng)]
                 return
-            chat[-1] = {"role": "assistant", "content": answer_markdown(answer)}
+            assert answer is not None
+            chat = [*chat[:-1], {"role": "assistant", "content": answer_markdown(answer)}]
             ans = {**ans, len(chat) - 1: answer_json(answer)}
             hist = [*hist, [question, answer.text]]
             kind = ("refused" if answer.hits else "refused-none") if answer.refused else "answer"
@@ -166,21 +185,27 @@ def build_ui(bot: "Assistant", *, admin: "Admin | None" = None, gate: "LoginGate
                          [lang, header, lang_pick, status_md, chat_tab, chatbot, box, send, new, close, head,
                           *opens, *cards, *(c for c, _ in admin_parts)], **PRIVATE)
         demo.load(status, lang, status_md, **PRIVATE)
-        _named_endpoints(gr, bot)
+        if not startup.ready:  # refresh the status line each second until the model is loaded
+            timer = gr.Timer(1.0)
+            timer.tick(lambda lng: [status(lng), gr.Timer(active=not startup.ready)], lang, [status_md, timer],
+                       **PRIVATE)
+        _named_endpoints(gr, bot, startup)
     return demo
 
 
-def _named_endpoints(gr: Any, bot: "Assistant") -> None:
+def _named_endpoints(gr: Any, bot: "Assistant", startup: Startup) -> None:
     """`ask` and `search` for `gradio_client`, returning the same JSON as `/api/ask` and `/api/search`."""
 
     def ask(question: str, history: list[list[str]] | None = None) -> dict[str, Any]:
         try:
+            startup.wait()
             return answer_json(bot.ask(question, [(str(u), str(a)) for u, a in (history or [])]))
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
 
     def search(question: str, k: int = 5) -> dict[str, Any]:
         try:
+            startup.wait()
             return {"question": question, "hits": [hit_json(h) for h in bot.search(question, k=int(k))]}
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
@@ -190,7 +215,7 @@ def _named_endpoints(gr: Any, bot: "Assistant") -> None:
 
 
 def _admin_tab(gr: Any, bot: "Assistant", admin: "Admin", gate: "LoginGate", lang: Any,
-               status_md: Any) -> list[tuple[Any, Any]]:
+               status_md: Any, startup: Startup) -> list[tuple[Any, Any]]:
     """The admin tab; returns (component, relabel(lang) -> update) pairs for the language toggle."""
     from .admin import UPLOAD_SUFFIXES
 
@@ -229,9 +254,17 @@ def _admin_tab(gr: Any, bot: "Assistant", admin: "Admin", gate: "LoginGate", lan
             progress((done, max(total, 1)), desc=f"{label(lng, 'indexing')}: {stage}")
         return update
 
+    def ready(lng: str) -> None:
+        """Uploads and deletions wait for the start-up's own index run."""
+        try:
+            startup.wait()
+        except AssistantError as exc:
+            raise gr.Error(str(exc)) from None
+
     def do_upload(paths: list[str] | None, ok: bool, lng: str, progress: gr.Progress = gr.Progress()) -> list[Any]:
         if not ok:
             raise gr.Error(label(lng, "not_logged_in"))
+        ready(lng)
         saved = admin.save_uploads([(Path(p).name, Path(p)) for p in (paths or [])])
         lines = [f"- {label(lng, 'saved')}: {escape(s.name)}" if s.name
                  else f"- {label(lng, 'refused_file')}: {escape(s.error or '')}" for s in saved]
@@ -249,6 +282,7 @@ def _admin_tab(gr: Any, bot: "Assistant", admin: "Admin", gate: "LoginGate", lan
             raise gr.Error(label(lng, "not_logged_in"))
         if not doc_id:
             return [gr.skip(), gr.skip(), gr.skip()]
+        ready(lng)
         try:
             report = admin.delete(doc_id, progress_callback(progress, lng))
         except AssistantError as exc:

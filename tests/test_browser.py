@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -30,6 +31,8 @@ XSS_DOC = ("Skjemaveiledning for byggesak\n\n"
            "og et bilde <img src=x onerror=alert(2)> som aldri skal kjøres i nettleseren.\n")
 UPLOADED = ("# Fuglekasser\n\nKommunens fuglekasseordning gir hver skoleklasse tolv gratis fuglekasser av "
             "lerketre hvert år i april.\n")
+STREAMED = ("Den nye søknaden om sosialhjelp kom i stand gjennom samarbeid mellom kommuner, KS, NAV og "
+            "leverandørene [1]. <img src=x onerror=alert(3)> Søknadsprosessen ble raskere og enklere [1].")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 
@@ -63,6 +66,23 @@ def served(tmp_path_factory: pytest.TempPathFactory,  # type: ignore[no-untyped-
     yield running.url, bot
     running.stop()
     bot.close()
+
+
+@pytest.fixture(scope="module")
+def served_llm(served: tuple[str, object], real_embedder) -> Iterator[tuple[str, object]]:  # type: ignore[no-untyped-def]
+    """A second server over the same index whose answers come from a fake language model that trickles."""
+    from assistant.core import Assistant
+    from assistant.web import build_app, start_server
+    from llm_server import llm_server
+
+    with llm_server() as (url, script):
+        script.mode, script.content, script.delay = "trickle", STREAMED, 0.08
+        settings = replace(served[1].settings, llm_url=url, llm_timeout=30.0)  # type: ignore[attr-defined]
+        bot = Assistant.open(settings=settings, embedder=real_embedder)
+        running = start_server(build_app(bot))
+        yield running.url, script
+        running.stop()
+        bot.close()
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +223,32 @@ def test_html_in_a_document_is_shown_as_text_and_never_runs(page) -> None:  # ty
     assert page.locator("#doc-view script, #doc-view img, .source-card img, .source-card script, "
                         "#chatbot img[src=x]").count() == 0
     assert page.dialogs == []
+
+
+def test_a_language_model_answer_streams_into_the_chat(browser, served_llm) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 950}, locale="nb-NO")
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        page.goto(served_llm[0])
+        ask(page, EXAMPLE_NB)
+        # Part of the text is shown while the answer is still being written (the panel is busy) ...
+        page.wait_for_function("() => { const c = document.querySelector('#chatbot').innerText;"
+                               " return c.includes('Den nye søknaden om') && !c.includes('enklere')"
+                               " && document.querySelector('#sources-head .searching'); }", timeout=30_000)
+        expect(page.locator("#sources-head")).to_contain_text("Skriver svaret")
+        # ... then the final answer replaces it, with its citation and source card.
+        wait_answered(page)
+        chat = page.locator("#chatbot")
+        expect(chat).to_contain_text("Søknadsprosessen ble raskere og enklere [1]")
+        expect(chat).to_contain_text("<img src=x onerror=alert(3)>")  # the model's HTML is text
+        expect(page.locator("#source-1 .source-card")).to_contain_text("En innovasjonskraft å regne med")
+        assert "▍" not in chat.inner_text()
+        assert page.locator("#chatbot img[src=x]").count() == 0 and dialogs == []
+        assert served_llm[1].requests, "the language model was not asked"
+    finally:
+        context.close()

@@ -26,18 +26,22 @@ def result(real_embedder, model_cache: Path, tmp_path_factory: pytest.TempPathFa
 
 
 def test_retrieval_floor(result: dict) -> None:
-    assert result["passage@5"] >= 0.80  # measured 0.824
-    assert result["mrr@10"] >= 0.69  # measured 0.713
+    assert result["passage@5"] >= 0.88  # measured 0.912
+    assert result["by_lang"]["en"]["passage@5"] >= 0.83  # measured 0.889
+    assert result["mrr@10"] >= 0.72  # measured 0.749
     assert result["passage@5"] >= result["baselines"]["lexical"]["passage@5"]
 
 
 def test_answers_cite_real_passages(result: dict) -> None:
     assert result["citation_validity"] == 1.0
     assert result["refusal_rate"] >= 0.5  # measured 0.5 (2 of 4) at the default thresholds
-    assert result["false_refusal_rate"] <= 0.15  # measured 0.088 (3 of 34)
+    assert result["false_refusal_rate"] <= 0.15  # measured 0.118 (4 of 34)
 
 
-@pytest.mark.xfail(strict=True, reason="goal of issue #2 not reached with multilingual-e5-small (see README)")
-def test_retrieval_goal(result: dict) -> None:
-    assert result["passage@5"] >= 0.90 and result["by_lang"]["en"]["passage@5"] >= 0.85
+def test_retrieval_goal_for_passages(result: dict) -> None:
+    assert result["passage@5"] >= 0.90 and result["by_lang"]["en"]["passage@5"] >= 0.85  # measured 0.912, 0.889
+
+
+@pytest.mark.xfail(strict=True, reason="MRR@10 goal of issue #2 not reached (measured 0.749; see README)")
+def test_retrieval_goal_for_rank(result: dict) -> None:
     assert result["mrr@10"] >= 0.75

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +22,7 @@ from assistant.generate import (
     generate_answer,
 )
 from assistant.types import Answer, Hit
+from llm_server import Script, llm_server
 
 SOSIAL = ("Her har samarbeidet mellom kommuner, KS, NAV og leverandørmarkedet vært sentralt for at "
           "søknadsprosessen har blitt raskere, mer effektiv og tilgjengelig for innbyggere.")
@@ -40,91 +37,10 @@ def make_hits() -> list[Hit]:
                 headings=("Del",), page=None, score=1.0 / (i + 1), rank=i + 1) for i, t in enumerate(texts)]
 
 
-@dataclass
-class Script:
-    """What the fake server does with the next requests."""
-
-    mode: str = "stream"  # stream | json | status | slow_headers | trickle | raw_sse
-    content: str = ""
-    status: int = 200
-    delay: float = 0.0
-    raw: str = ""
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-
-
-def _chunks(content: str, size: int = 7) -> Iterator[str]:
-    yield json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]})
-    for i in range(0, len(content), size):
-        yield json.dumps({"choices": [{"index": 0, "delta": {"content": content[i:i + size]}}]})
-    yield json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-
-
-class Handler(BaseHTTPRequestHandler):
-    script: Script
-
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        s = self.server.script  # type: ignore[attr-defined]
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        s.requests.append(body)
-        s.headers.append(dict(self.headers))
-        if self.path.split("?")[0] != "/v1/chat/completions":
-            self._send(404, "application/json", json.dumps({"error": {"message": "no such route"}}))
-            return
-        if s.mode == "status":
-            self._send(s.status, "application/json", json.dumps({"error": {"message": "model overloaded"}}))
-        elif s.mode == "json":
-            self._send(200, "application/json",
-                       json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": s.content}}]}))
-        elif s.mode == "slow_headers":
-            time.sleep(s.delay)
-            self._send(200, "application/json", "{}")
-        elif s.mode in ("stream", "trickle", "raw_sse"):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            if s.mode == "raw_sse":
-                self.wfile.write(s.raw.encode())
-                return
-            try:
-                self.wfile.write(b": ping\n\n")
-                for data in _chunks(s.content):
-                    self.wfile.write(f"data: {data}\n\n".encode())
-                    self.wfile.flush()
-                    if s.mode == "trickle":
-                        time.sleep(s.delay)
-                self.wfile.write(b"data: [DONE]\n\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout tests)
-
-    def _send(self, status: int, kind: str, body: str) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        try:
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[str, Script]]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.block_on_close = False
-    httpd.script = Script()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", httpd.script  # type: ignore[attr-defined]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with llm_server() as served:
+        yield served
 
 
 FALLBACK_TEXT = "extractive fallback"

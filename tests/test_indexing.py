@@ -217,11 +217,16 @@ def test_bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed(corpus: Pat
     (corpus / "LICENSE").write_text("MIT License", encoding="utf-8")
     (corpus / "README.md").write_text("# corpus/\n\nCopy documents here.", encoding="utf-8")
     (corpus / "veier" / "README.md").write_text("# Veier\n\nOm veiene i kommunen.", encoding="utf-8")
+    (corpus / "SOURCES.md").write_text("| fil | lisens |\n|---|---|\n| veier.md | CC BY |", encoding="utf-8")
+    (corpus / "sources.json").write_text('[{"file": "veier.md", "licence": "CC BY"}]', encoding="utf-8")
+    (corpus / "veier" / "sources.md").write_text("# Kilder\n\nVegvesenet.", encoding="utf-8")
     report = open_bot(corpus).index()
     reasons = {s.doc: s.reason for s in report.skipped}
-    assert set(reasons) == {"tom.txt", "binær.txt", "LICENSE", "README.md"}  # a sub-folder's README is content
+    # files describing the corpus folder are skipped at its top only; in a sub-folder they are content
+    assert set(reasons) == {"tom.txt", "binær.txt", "LICENSE", "README.md", "SOURCES.md", "sources.json"}
+    assert "describes it" in reasons["SOURCES.md"] and "describes it" in reasons["sources.json"]
     assert all(reasons.values()) and all("\n" not in r for r in reasons.values())
-    assert report.documents_total == 4
+    assert report.documents_total == 5
 
 
 def test_bad_file_does_not_remove_its_previous_version(corpus: Path, open_bot: Opener) -> None:
