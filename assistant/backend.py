@@ -76,7 +76,8 @@ class ChunkStore(Protocol):
     def chunk_vectors(self, ids: Sequence[int] | None = None,
                       batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
 
-    def lexical_search(self, question: str, k: int) -> list[tuple[int, float]]: ...
+    def lexical_search(self, question: str, k: int, *, doc_freq: Any = None,
+                       total: int = 0) -> list[tuple[int, float]]: ...
 
     def pending_chunks(self) -> list[int]: ...  # published by their words, not yet by their vectors
 

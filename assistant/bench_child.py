@@ -125,7 +125,7 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
             dense_1.append(time.perf_counter() - tick)
             faiss.omp_set_num_threads(threads)
             tick = time.perf_counter()
-            lexical.search(retriever.store.db, q, n)
+            lexical.search(retriever.store.db, q, n, doc_freq=retriever.doc_freq, total=retriever.index.size)
             lex.append(time.perf_counter() - tick)
             tick = time.perf_counter()
             bot.search(q, k=5)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import vectors
+from . import lexical, vectors
 from .centering import LanguageMeans
 from .chunking import ChunkParams
 from .embedding import CachedEmbedder, Embedder, load_embedder
@@ -76,6 +76,7 @@ class Assistant:
         self._swap = threading.Lock()
         self._vectors: vectors.VectorIndex | None = None
         self._means: LanguageMeans | None = None
+        self._doc_freq = lexical.DocFreq()
         self._store_id: tuple[int, int] | None = None
         self.query_embedder: Embedder = (CachedEmbedder(embedder, settings.embed_cache)
                                          if settings.embed_cache > 0 else embedder)
@@ -212,7 +213,7 @@ class Assistant:
         s = self.settings
         return Retriever(self._reader(), self._vectors, self.query_embedder, query_prompt=s.query_prompt,
                          candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt,
-                         means=self._means)
+                         means=self._means, doc_freq=self._doc_freq)
 
     def check_question(self, question: str) -> str:
         question = (question or "").strip()

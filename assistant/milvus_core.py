@@ -122,7 +122,7 @@ class MilvusAssistant(Assistant):
         s = self.settings
         return Retriever(dense.store.at(dense.generation), dense, self.query_embedder, query_prompt=s.query_prompt,
                          candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt,
-                         means=self._means)
+                         means=self._means, doc_freq=self._doc_freq)
 
     def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
         return self._reader().add_feedback(rating, question, answer, hits)
@@ -148,13 +148,17 @@ class MilvusDense:
     store: MilvusStore
     generation: int
     kind: str
+    _size: tuple[int, int] | None = None
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         return self.store.at(self.generation).dense_search(query, k)
 
     @property
     def size(self) -> int:
-        return self.store.at(self.generation).dense_count()
+        """Searchable vectors at this generation (counted once per generation)."""
+        if self._size is None or self._size[0] != self.generation:
+            self._size = (self.generation, self.store.at(self.generation).dense_count())
+        return self._size[1]
 
     def update(self, removed: list[int], added_ids: np.ndarray, added: np.ndarray) -> None:
         self.store.set_vectors(added_ids.tolist(), added)

@@ -366,7 +366,9 @@ class MilvusStore:
     def _count(self, where: str) -> int:
         return int(self.client.query(self.names.chunks, filter=where, output_fields=["count(*)"])[0]["count(*)"])
 
-    def lexical_search(self, question: str, k: int) -> list[tuple[int, float]]:
+    def lexical_search(self, question: str, k: int, *, doc_freq: Any = None,
+                       total: int = 0) -> list[tuple[int, float]]:
+        """BM25 over our stems (`doc_freq`, the default's common-stem cut, is not applied here)."""
         terms = list(dict.fromkeys(lexical.analyse(question)))[:32]
         if not terms or k <= 0:
             return []

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import lexical
 from .backend import ChunkStore, DenseIndex
 from .centering import LanguageMeans
 from .embedding import Embedder
@@ -40,9 +41,12 @@ class Retriever:
     def __init__(self, store: ChunkStore, index: DenseIndex, embedder: Embedder, *, query_prompt: str,
                  candidates: int = 50, max_per_doc: int = 3,
                  weights: FusionWeights = FusionWeights(), passage_prompt: str = "passage: ",
-                 embed_unpublished: int = 4, means: LanguageMeans | None = None) -> None:
-        """`means`: score dense matches language-centred (see centering.py); None scores raw cosines."""
+                 embed_unpublished: int = 4, means: LanguageMeans | None = None,
+                 doc_freq: lexical.DocFreq | None = None) -> None:
+        """`means`: score dense matches language-centred (see centering.py); None scores raw cosines.
+        `doc_freq`: stem counts for leaving common stems out of lexical queries in a large index."""
         self.store = store
+        self.doc_freq = doc_freq
         self.means = means
         self.passage_prompt = passage_prompt
         self.embed_unpublished = embed_unpublished
@@ -75,7 +79,7 @@ class Retriever:
                 dense = dict(sorted(self._score_stored(probe, qvec).items(), key=lambda kv: -kv[1])[:n])
         if mode in ("hybrid", "lexical"):
             try:
-                lex = dict(self.store.lexical_search(question, n))
+                lex = dict(self.store.lexical_search(question, n, doc_freq=self.doc_freq, total=self.index.size))
             except sqlite3.OperationalError:
                 lex = {}
         if mode == "hybrid" and qvec is not None:

@@ -25,3 +25,28 @@ def test_search_ranks_matching_chunks_and_handles_odd_questions() -> None:
     assert lexical.search(db, "DROP TABLE lexical; --", 10) == []
     lexical.remove(db, [1, 3])
     assert lexical.search(db, "sosialhjelp", 10) == []
+
+
+def test_common_stems_are_left_out_of_queries_in_a_large_index(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(lexical, "CUT_FROM", 50)
+    db = sqlite3.connect(":memory:")
+    lexical.create_schema(db)
+    rows = [(i, f"Kommunen har veier og skoler, nummer {i}.") for i in range(1, 101)]
+    rows[6] = (7, "Kommunen bygger et nytt vannverk og renseanlegg.")
+    rows[41] = (42, "Kommunen har et gammelt vannverk.")
+    lexical.add(db, rows)
+    question = "Hvilken kommune bygger vannverk og renseanlegg?"
+    everything = {i for i, _ in lexical.search(db, question, 200)}
+    assert len(everything) == 100  # every chunk says "kommune": all match the OR query
+    df = lexical.DocFreq()
+    cut = [i for i, _ in lexical.search(db, question, 200, doc_freq=df, total=100)]
+    assert cut[0] == 7 and set(cut) == {7, 42}  # "kommun" (in all 100) was left out
+    assert df.counts(db, ["kommun", "vannverk"], 100) == {"kommun": 100, "vannverk": 2}
+    # a small index is searched with every stem, as before
+    assert len({i for i, _ in lexical.search(db, question, 200, doc_freq=df, total=49)}) == 100
+
+
+def test_the_two_rarest_stems_always_stay() -> None:
+    df = {"kommun": 90, "vei": 60, "skol": 70, "bygg": 80}
+    assert lexical.common_terms(["kommun", "vei", "skol", "bygg"], df, 100) == {"kommun", "bygg"}
+    assert lexical.common_terms(["kommun", "sjeld"], {"kommun": 90, "sjeld": 1}, 100) == set()

@@ -207,12 +207,16 @@ def _copy_search_delete(bot: Assistant, corpus: Path, tmp_path: Path, suffix: st
     assert 55_000 < len(staging.read_text(encoding="utf-8")) < 70_000
     assert all(h.doc_id != staging.name for h in bot.search(QUESTION, k=5))
     shutil.copy(staging, corpus / staging.name)
+    copied = time.monotonic()
 
     def found() -> bool:
         hits = bot.search(QUESTION, k=3)
         return bool(hits) and hits[0].doc_id == staging.name and MARKER in hits[0].text
 
     took = _until(found, 10, step=0.2)
+    answer = bot.ask(QUESTION)  # what the chat does with the question
+    assert not answer.refused and answer.citations[0].hit.doc_id == staging.name, answer.text
+    assert time.monotonic() - copied < 10
     doc = bot.document(staging.name)
     assert doc is not None and "Side 20" in doc.text
     (corpus / staging.name).unlink()
