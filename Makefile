@@ -13,7 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	# milvus: the test suite runs the core tests on a Milvus Lite store too.
+	$(PY) -m pip install -q -e '.[test,milvus]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -13,7 +13,9 @@ the same run, because shared machines are noisy):
 - `approximate`: recall@10 of the IVF index against exact search, and the
   exact-search cost by size (what `vectors.APPROX_THRESHOLD` rests on);
 - `peer`: the LlamaIndex default pipeline on the same corpus and model
-  (`bench_peer`), or the reason it was skipped.
+  (`bench_peer`), or the reason it was skipped;
+- `milvus`: the Milvus backend's dense and BM25 search beside FAISS, with
+  recall@10, at the sizes Milvus Lite holds (`bench_milvus`).
 
 The library logs; only the CLI prints. Nothing heavy is imported here.
 """
@@ -55,7 +57,8 @@ class BenchOptions:
     recall_size: int | None = None  # default: the largest synthetic size
     # How a child process builds the embedder: "module:factory" (tests), else the settings' model.
     embedder_spec: str | None = None
-    sections: tuple[str, ...] = ("indexing", "incremental", "latency", "cold_start", "approximate", "peer")
+    sections: tuple[str, ...] = ("indexing", "incremental", "latency", "cold_start", "approximate", "peer",
+                                 "milvus")
 
 
 @dataclass
@@ -187,7 +190,7 @@ def run_bench(options: BenchOptions, *, settings: Any = None, embedder: Any = No
         result["model"] = {"id": embedder.model_id, "dimension": dim,
                            "load_seconds": round(time.perf_counter() - tick, 2),
                            "batch_size": settings.batch_size}
-        from . import bench_corpus, bench_synthetic
+        from . import bench_corpus, bench_milvus, bench_synthetic
 
         steps: list[tuple[str, Callable[[Bench, dict[str, Any]], Any]]] = [
             ("indexing", bench_corpus.indexing),
@@ -196,6 +199,7 @@ def run_bench(options: BenchOptions, *, settings: Any = None, embedder: Any = No
             ("cold_start", bench_corpus.cold_start),
             ("approximate", bench_synthetic.approximate),
             ("peer", _peer),
+            ("milvus", bench_milvus.milvus),
         ]
         for name, step in steps:
             if name not in options.sections:
@@ -294,7 +298,12 @@ def format_table(result: dict[str, Any]) -> str:
                            _num(peer["ratios"].get(key)))
                 lines.append(f"{label:22}{o:>10.3f}{p:>12.3f}{r:>8.2f}")
             lines.append("(ratio = ours / llamaindex; below 1 is better except passage@5)")
-    for name in ("indexing", "incremental", "latency", "cold_start", "approximate", "peer"):
+    mv = result.get("milvus")
+    if mv and "error" not in mv:
+        from .bench_milvus import table_lines
+
+        lines += ["", *table_lines(mv)]
+    for name in ("indexing", "incremental", "latency", "cold_start", "approximate", "peer", "milvus"):
         if isinstance(result.get(name), dict) and "error" in result[name]:
             lines.append(f"{name}: failed ({result[name]['error']})")
     lines += ["", f"total {result['seconds']:.0f} s"]
@@ -344,7 +353,7 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("--build-repeat", type=int, help="full corpus builds per side (default: --repeat)")
     p.add_argument("--skip-peer", action="store_true", help="do not run the LlamaIndex comparison")
     p.add_argument("--only", help="comma-separated sections to run (indexing,incremental,latency,cold_start,"
-                   "approximate,peer)")
+                   "approximate,peer,milvus)")
 
 
 __all__ = ["BenchOptions", "Bench", "run_bench", "format_table", "machine_info", "percentile",

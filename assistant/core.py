@@ -59,6 +59,13 @@ class IndexInfo:
 class Assistant:
     """Index documents and answer questions over them. Create with `Assistant.open`."""
 
+    def __new__(cls, settings: Settings, *args: Any, **kwargs: Any) -> "Assistant":
+        if settings.store and cls is Assistant:  # `Settings.store` names another backend (backend.py)
+            from .milvus_core import MilvusAssistant
+
+            cls = MilvusAssistant
+        return super().__new__(cls)
+
     def __init__(self, settings: Settings, embedder: Embedder, generator: Generator | None = None) -> None:
         self.settings = settings
         self.embedder = embedder

@@ -26,6 +26,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .backend import eval_store
 from .errors import AssistantError
 from .settings import Settings
 from .types import Hit
@@ -162,7 +163,9 @@ def run_eval(path: Path, *, settings: Settings, corpus_dirs: Sequence[str | Path
     else:
         dirs = [path.resolve().parent.parent / "corpus"]
     index = Path(index_dir) if index_dir else default_eval_index(settings, dirs)
-    bot = assistant or Assistant.open(settings=replace(settings, index_dir=index, corpus_dirs=tuple(dirs)))
+    store = eval_store(settings.store, index.name)  # never index the eval corpus into the served store
+    bot = assistant or Assistant.open(settings=replace(settings, index_dir=index, corpus_dirs=tuple(dirs),
+                                                       store=store))
     say(f"Indexing {', '.join(map(str, dirs))} into {index} …")
     report = bot.index(dirs)
     say(f"  {report.documents_total} documents, {report.chunks_total} chunks "

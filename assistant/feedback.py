@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
+from .backend import parse_store
 from .errors import AssistantError
 from .store import DB_NAME, Store, connect
 
@@ -30,8 +31,17 @@ def record_feedback(bot: "Assistant", rating: int, answer: dict[str, Any]) -> in
                             list(answer.get("hits", [])))
 
 
-def read_feedback(index_dir: str | Path) -> list[dict[str, Any]]:
-    """Every stored rating, oldest first, read without loading a model."""
+def read_feedback(index_dir: str | Path, store: str = "") -> list[dict[str, Any]]:
+    """Every stored rating, oldest first, read without loading a model (`store`: `Settings.store`)."""
+    address = parse_store(store)
+    if address is not None:
+        from .milvus_store import MilvusStore
+
+        shared = MilvusStore.open(address, None, create=False)
+        try:
+            return shared.feedback()
+        finally:
+            shared.close()
     path = Path(index_dir) / DB_NAME
     if not path.exists():
         raise AssistantError(f"no index in {index_dir}: run `assistant index` first")
@@ -50,7 +60,8 @@ def write_jsonl(rows: list[dict[str, Any]], out: TextIO) -> None:
 def cmd_feedback(args: argparse.Namespace) -> int:
     from .cli import _settings
 
-    rows = read_feedback(_settings(args).index_dir)
+    settings = _settings(args)
+    rows = read_feedback(settings.index_dir, settings.store)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             write_jsonl(rows, fh)

@@ -24,12 +24,12 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from . import vectors
+from .backend import ChunkStore, DenseIndex
 from .centering import refresh_means
 from .chunking import ChunkParams, chunk_document
 from .embedding import Embedder
 from .errors import IndexLockedError, ReadError
 from .readers import is_licence_file, read_document
-from .store import Store
 from .types import Chunk, Document, IndexReport, Skipped, content_hash
 
 log = logging.getLogger(__name__)
@@ -154,11 +154,13 @@ def _describes_folder(name: str) -> bool:
 class Indexer:
     """Brings a store up to date with corpus folders. Use through `Assistant.index`."""
 
-    def __init__(self, index_dir: Path, store: Store, embedder: Embedder, params: ChunkParams,
+    def __init__(self, index_dir: Path, store: ChunkStore, embedder: Embedder, params: ChunkParams,
                  *, passage_prompt: str, batch_size: int, max_file_bytes: int, max_doc_chars: int,
-                 commit_bytes: int = 64 * 1024 * 1024, interrupt: Callable[[], bool] | None = None) -> None:
+                 commit_bytes: int = 64 * 1024 * 1024, interrupt: Callable[[], bool] | None = None,
+                 dense: Callable[[], DenseIndex] | None = None) -> None:
         """`interrupt`, checked between embedding batches, ends the run early when it returns True:
-        what is embedded so far is published, the rest stays pending for the next run."""
+        what is embedded so far is published, the rest stays pending for the next run. `dense`
+        opens the dense index kept in step with the store (default: the FAISS file in `index_dir`)."""
         self.index_dir = index_dir
         self.interrupt = interrupt
         self.interrupted = False
@@ -171,7 +173,9 @@ class Indexer:
         self.max_doc_chars = max_doc_chars
         self.commit_bytes = commit_bytes
         self.chunks_embedded = 0
-        self._index: vectors.VectorIndex | None = None  # loaded at the start of `run`
+        # The dense index kept in step with the store: by default the FAISS file in `index_dir`.
+        self._dense = dense or (lambda: vectors.load(index_dir, store, embedder.dimension))  # type: ignore[arg-type]
+        self._index: DenseIndex | None = None  # loaded at the start of `run`
 
     def run(self, corpus_dirs: Sequence[Path], progress: Progress | None = None) -> IndexReport:
         started = time.perf_counter()
@@ -184,7 +188,7 @@ class Indexer:
         fast_path = self.store.get_meta("pipeline") == PIPELINE_VERSION
         timings["scan"] = time.perf_counter() - tick
 
-        self._index = vectors.load(self.index_dir, self.store, self.embedder.dimension)
+        self._index = self._dense()
         pending = _Pending()
         present = {f.doc_id for f in files}
         for n, source in enumerate(files, 1):
@@ -330,7 +334,7 @@ class _Counts:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def _collect(store: Store, ids: list[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+def _collect(store: ChunkStore, ids: list[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
     parts = list(store.chunk_vectors(ids))
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)

@@ -19,12 +19,12 @@ from typing import Sequence
 import numpy as np
 
 from . import lexical
+from .backend import ChunkStore, DenseIndex
 from .centering import LanguageMeans
 from .embedding import Embedder
 from .language import detect_language, is_norwegian
-from .store import Store, StoredChunk
+from .store import StoredChunk
 from .types import Hit
-from .vectors import VectorIndex
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class FusionWeights:
 class Retriever:
     """Searches one consistent view of the index (a store connection and its vector index)."""
 
-    def __init__(self, store: Store, index: VectorIndex, embedder: Embedder, *, query_prompt: str,
+    def __init__(self, store: ChunkStore, index: DenseIndex, embedder: Embedder, *, query_prompt: str,
                  candidates: int = 50, max_per_doc: int = 3,
                  weights: FusionWeights = FusionWeights(), passage_prompt: str = "passage: ",
                  embed_unpublished: int = 4, means: LanguageMeans | None = None,
@@ -79,8 +79,7 @@ class Retriever:
                 dense = dict(sorted(self._score_stored(probe, qvec).items(), key=lambda kv: -kv[1])[:n])
         if mode in ("hybrid", "lexical"):
             try:
-                lex = dict(lexical.search(self.store.db, question, n, doc_freq=self.doc_freq,
-                                          total=self.index.size))
+                lex = dict(self.store.lexical_search(question, n, doc_freq=self.doc_freq, total=self.index.size))
             except sqlite3.OperationalError:
                 lex = {}
         if mode == "hybrid" and qvec is not None:

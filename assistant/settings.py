@@ -64,6 +64,10 @@ class Settings:
     # beyond that a request gets 503 with Retry-After at once.
     max_concurrent: int = 4
     queue: int = 32
+    # Where documents, chunks and vectors live: "" is the embedded default (SQLite + FAISS in
+    # `index_dir`); `milvus://host:19530[/name]` a Milvus server or cluster; `milvus-lite:///path.db`
+    # (or any path ending in .db) a local Milvus Lite file. See `backend.parse_store`.
+    store: str = ""
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -213,6 +213,11 @@ class Store:
                 if rows:
                     yield _unpack(rows)
 
+    def lexical_search(self, question: str, k: int, *, doc_freq: "lexical.DocFreq | None" = None,
+                       total: int = 0) -> list[tuple[int, float]]:
+        """Up to `k` `(chunk_id, BM25)` pairs for `question`, best first (see `lexical.search`)."""
+        return lexical.search(self.db, question, k, doc_freq=doc_freq, total=total)
+
     def pending_chunks(self) -> list[int]:
         """Chunks published by their words whose vectors are not in the vector index yet."""
         try:

@@ -131,6 +131,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def warm_up() -> None:
         """Load the model, check the stamp and bring the index up to date (then watch, if asked)."""
+        if args.no_index:  # an app server sharing a store that another process indexes
+            _say(args, f"Serving the index as it is: {bot.info().documents} documents.")
+            bot.embedder.embed([bot.settings.query_prompt + "oppvarming"])  # load the model now
+            return
         _say(args, f"Indexing {', '.join(str(d) for d in settings.corpus_dirs)} …")
         report = bot.index(settings.corpus_dirs, progress=_progress_bar(sys.stderr.isatty()) or _log_progress())
         _say(args, f"Index ready: {report.documents_total} documents, {report.chunks_total} chunks "
@@ -207,3 +211,5 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--watch", action="store_true", help="re-index when files in the corpus folders change")
+    p.add_argument("--no-index", action="store_true",
+                   help="serve the index as it is (app servers sharing a Milvus store; see README, Running at scale)")

@@ -51,3 +51,28 @@ def real_embedder(model_cache: Path):  # type: ignore[no-untyped-def]
     from assistant.settings import Settings
 
     return load_embedder(Settings.load(env={}, cache_dir=model_cache))
+
+
+def milvus_missing() -> str | None:
+    """Why the Milvus tests cannot run here (the `milvus` extra is absent), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("pymilvus") is None or importlib.util.find_spec("milvus_lite") is None:
+        return "the milvus extra is not installed: pip install 'kommune-assistent[milvus]'"
+    return None
+
+
+def store_for(backend: str, folder: Path) -> str:
+    """`Settings.store` for a backend: "" (SQLite + FAISS) or a Milvus Lite file in `folder`."""
+    if backend == "sqlite":
+        return ""
+    reason = milvus_missing()
+    if reason:
+        pytest.skip(reason)
+    return f"milvus-lite://{folder / 'milvus.db'}"
+
+
+@pytest.fixture(params=["sqlite", "milvus"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store backend in turn: the embedded default, then Milvus Lite."""
+    return store_for(request.param, tmp_path)

@@ -14,7 +14,7 @@ from assistant.types import Hit
 from fakes import FakeEmbedder
 
 
-def _bot(tmp_path: Path, generator: object = None) -> Assistant:
+def _bot(tmp_path: Path, store: str, generator: object = None) -> Assistant:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "sosialhjelp.md").write_text(
@@ -25,7 +25,7 @@ def _bot(tmp_path: Path, generator: object = None) -> Assistant:
                                      encoding="utf-8")
     # The fake embedder's cosines are not the real model's: refuse only when nothing matches at all.
     settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus], refuse_below=0.05,
-                             refuse_below_cross=0.05)
+                             refuse_below_cross=0.05, store=store)
     bot = Assistant.open(settings=settings, embedder=FakeEmbedder(), generator=generator)  # type: ignore[arg-type]
     bot.index()
     return bot
@@ -45,8 +45,8 @@ class _Scripted:
         yield " " + " ".join(self.reply.split(" ")[1:])
 
 
-def test_extractive_answer_cites_the_passage(tmp_path: Path) -> None:
-    answer = _bot(tmp_path).ask("Hvem utviklet den digitale søknaden om sosialhjelp?")
+def test_extractive_answer_cites_the_passage(tmp_path: Path, store_uri: str) -> None:
+    answer = _bot(tmp_path, store_uri).ask("Hvem utviklet den digitale søknaden om sosialhjelp?")
     assert not answer.refused and answer.backend == "extractive"
     assert "[1]" in answer.text and check_citations(answer)
     assert answer.citations[0].hit.doc_id == "sosialhjelp.md"
@@ -56,17 +56,17 @@ def test_extractive_answer_cites_the_passage(tmp_path: Path) -> None:
     assert "sosialhjelp.md" in format_answer(answer)
 
 
-def test_follow_up_uses_the_previous_question(tmp_path: Path) -> None:
-    bot = _bot(tmp_path)
+def test_follow_up_uses_the_previous_question(tmp_path: Path, store_uri: str) -> None:
+    bot = _bot(tmp_path, store_uri)
     first = "Hvordan ble søknaden om sosialhjelp utviklet?"
     answer = bot.ask("Hvem var med på det?", history=[(first, "…")])
     assert answer.hits[0].doc_id == "sosialhjelp.md"
     assert answer.question == "Hvem var med på det?"
 
 
-def test_generated_answer_is_used_when_it_cites(tmp_path: Path) -> None:
+def test_generated_answer_is_used_when_it_cites(tmp_path: Path, store_uri: str) -> None:
     streamed: list[str] = []
-    bot = _bot(tmp_path, _Scripted("Kommuner, KS og NAV laget den [1]. Se også [9]."))
+    bot = _bot(tmp_path, store_uri, _Scripted("Kommuner, KS og NAV laget den [1]. Se også [9]."))
     answer = bot.ask("Hvem utviklet den digitale søknaden om sosialhjelp?", on_text=streamed.append)
     assert answer.backend == "generated"
     assert "[9]" not in answer.text and "[1]" in answer.text
@@ -75,14 +75,14 @@ def test_generated_answer_is_used_when_it_cites(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("reply", [RuntimeError("server down"), "Et svar uten kilder.", "   "])
-def test_generator_failure_falls_back_to_extractive(tmp_path: Path, reply: object) -> None:
-    bot = _bot(tmp_path, _Scripted(reply))  # type: ignore[arg-type]
+def test_generator_failure_falls_back_to_extractive(tmp_path: Path, store_uri: str, reply: object) -> None:
+    bot = _bot(tmp_path, store_uri, _Scripted(reply))  # type: ignore[arg-type]
     answer = bot.ask("Hvem utviklet den digitale søknaden om sosialhjelp?")
     assert answer.backend == "extractive" and "[1]" in answer.text and check_citations(answer)
 
 
-def test_unrelated_question_is_refused_with_related_hits(tmp_path: Path) -> None:
-    answer = _bot(tmp_path).ask("Hvor mange elgjegere trengs i Finnmark?")
+def test_unrelated_question_is_refused_with_related_hits(tmp_path: Path, store_uri: str) -> None:
+    answer = _bot(tmp_path, store_uri).ask("Hvor mange elgjegere trengs i Finnmark?")
     assert answer.refused and answer.backend == "refusal" and not answer.citations
     assert answer.text == "Jeg fant ikke noe om dette i dokumentene."
     assert check_citations(answer)

@@ -137,3 +137,17 @@ def test_bench_command_is_registered_and_import_is_cheap() -> None:
     code = "import sys, assistant.bench; print(sorted(m for m in ('numpy', 'torch', 'faiss') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_milvus_section_compares_with_faiss(tmp_path: Path) -> None:
+    from conftest import milvus_missing
+
+    if milvus_missing():
+        pytest.skip(str(milvus_missing()))
+    r = _run(tmp_path, sections=("milvus",), skip_peer=True)
+    (row,) = r["milvus"]["sizes"]
+    assert row["size"] == 1000 and row["faiss_flat"]["recall@10"] == 1.0
+    assert row["milvus_flat"]["recall@10"] >= 0.99  # exact search both sides; ties may order differently
+    assert 0 < row["milvus_hnsw"]["recall@10"] <= 1.0
+    assert row["milvus_flat"]["p50_ms"] > 0 and row["milvus_flat"]["lexical"]["p50_ms"] > 0
+    assert "milvus flat" in format_table(r)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
 from assistant import Assistant, IndexLockedError, IndexMismatchError, Settings
 from assistant.indexing import writer_lock
-from assistant.store import Store
 from conftest import write_files
 from fakes import FakeEmbedder
 
@@ -34,8 +34,19 @@ def _open(tmp_path: Path, corpus: Path, embedder: FakeEmbedder | None = None, **
     return Assistant.open(settings=settings, embedder=embedder or FakeEmbedder())
 
 
-def test_first_run_indexes_everything_and_search_finds_it(tmp_path: Path, corpus: Path) -> None:
-    bot = _open(tmp_path, corpus)
+Opener = Callable[..., Assistant]
+
+
+@pytest.fixture()
+def open_bot(tmp_path: Path, store_uri: str) -> Opener:
+    """`_open` on each store backend in turn."""
+    def opener(corpus: Path, embedder: FakeEmbedder | None = None, **kw: object) -> Assistant:
+        return _open(tmp_path, corpus, embedder, store=store_uri, **kw)
+    return opener
+
+
+def test_first_run_indexes_everything_and_search_finds_it(corpus: Path, open_bot: Opener) -> None:
+    bot = open_bot(corpus)
     report = bot.index()
     assert sorted(report.added) == sorted(DOCS)
     assert report.documents_total == 3 and report.chunks_total >= 3
@@ -48,19 +59,19 @@ def test_first_run_indexes_everything_and_search_finds_it(tmp_path: Path, corpus
     assert bot.info().documents == 3
 
 
-def test_second_run_embeds_nothing(tmp_path: Path, corpus: Path) -> None:
+def test_second_run_embeds_nothing(corpus: Path, open_bot: Opener) -> None:
     fake = FakeEmbedder()
-    bot = _open(tmp_path, corpus, fake)
+    bot = open_bot(corpus, fake)
     bot.index()
     before = fake.texts_embedded
-    report = _open(tmp_path, corpus, fake).index()
+    report = open_bot(corpus, fake).index()
     assert report.unchanged == 3 and not report.added and not report.changed
     assert report.chunks_embedded == 0 and fake.texts_embedded == before
 
 
-def test_changed_document_embeds_only_its_new_chunks(tmp_path: Path, corpus: Path) -> None:
+def test_changed_document_embeds_only_its_new_chunks(corpus: Path, open_bot: Opener) -> None:
     fake = FakeEmbedder()
-    bot = _open(tmp_path, corpus, fake)
+    bot = open_bot(corpus, fake)
     bot.index()
     (corpus / "barnehage.txt").write_text("Barnehageplass\n\nSøknadsfristen for barnehageplass er 1. mars.",
                                           encoding="utf-8")
@@ -71,16 +82,16 @@ def test_changed_document_embeds_only_its_new_chunks(tmp_path: Path, corpus: Pat
     assert bot.search("søknadsfrist barnehageplass", k=1)[0].text.endswith("1. mars.")
 
 
-def test_touched_but_identical_file_is_unchanged(tmp_path: Path, corpus: Path) -> None:
-    bot = _open(tmp_path, corpus)
+def test_touched_but_identical_file_is_unchanged(corpus: Path, open_bot: Opener) -> None:
+    bot = open_bot(corpus)
     bot.index()
     os.utime(corpus / "barnehage.txt", ns=(1, 1))
     report = bot.index()
     assert report.unchanged == 3 and report.chunks_embedded == 0
 
 
-def test_removed_document_vanishes(tmp_path: Path, corpus: Path) -> None:
-    bot = _open(tmp_path, corpus)
+def test_removed_document_vanishes(corpus: Path, open_bot: Opener) -> None:
+    bot = open_bot(corpus)
     bot.index()
     (corpus / "veier" / "vei.md").unlink()
     report = bot.index()
@@ -89,9 +100,9 @@ def test_removed_document_vanishes(tmp_path: Path, corpus: Path) -> None:
     assert bot.document("veier/vei.md") is None
 
 
-def test_rename_embeds_nothing(tmp_path: Path, corpus: Path) -> None:
+def test_rename_embeds_nothing(corpus: Path, open_bot: Opener) -> None:
     fake = FakeEmbedder()
-    bot = _open(tmp_path, corpus, fake)
+    bot = open_bot(corpus, fake)
     bot.index()
     (corpus / "veier" / "vei.md").rename(corpus / "brøyting.md")
     report = bot.index()
@@ -100,22 +111,23 @@ def test_rename_embeds_nothing(tmp_path: Path, corpus: Path) -> None:
     assert bot.search("brøyter veiene", k=1)[0].doc_id == "brøyting.md"
 
 
-def test_other_model_is_refused_with_rebuild_hint(tmp_path: Path, corpus: Path) -> None:
-    _open(tmp_path, corpus).index()
+def test_other_model_is_refused_with_rebuild_hint(corpus: Path, open_bot: Opener) -> None:
+    open_bot(corpus).index()
     with pytest.raises(IndexMismatchError, match="--rebuild"):
-        _open(tmp_path, corpus, FakeEmbedder(dimension=32, model_id="other"))
+        open_bot(corpus, FakeEmbedder(dimension=32, model_id="other"))
 
 
-def test_other_chunking_is_refused(tmp_path: Path, corpus: Path) -> None:
-    _open(tmp_path, corpus).index()
+def test_other_chunking_is_refused(corpus: Path, open_bot: Opener) -> None:
+    open_bot(corpus).index()
     with pytest.raises(IndexMismatchError, match="target"):
-        _open(tmp_path, corpus, chunk_chars=123)
+        open_bot(corpus, chunk_chars=123)
 
 
-def test_rebuild_replaces_an_index_built_with_another_model(tmp_path: Path, corpus: Path) -> None:
-    _open(tmp_path, corpus).index()
+def test_rebuild_replaces_an_index_built_with_another_model(tmp_path: Path, corpus: Path, open_bot: Opener) -> None:
+    open_bot(corpus).index()
     other = FakeEmbedder(dimension=32, model_id="other")
-    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus])
+    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus],
+                             store=open_bot(corpus).settings.store)
     bot = Assistant(settings, other)
     report = bot.index(rebuild=True)
     assert report.documents_total == 3
@@ -124,8 +136,8 @@ def test_rebuild_replaces_an_index_built_with_another_model(tmp_path: Path, corp
     assert not list((tmp_path / "index").glob(".rebuild-*"))
 
 
-def test_second_writer_gets_a_clear_error(tmp_path: Path, corpus: Path) -> None:
-    bot = _open(tmp_path, corpus)
+def test_second_writer_gets_a_clear_error(tmp_path: Path, corpus: Path, open_bot: Opener) -> None:
+    bot = open_bot(corpus)
     with writer_lock(tmp_path / "index"):
         with pytest.raises(IndexLockedError, match="being written"):
             bot.index()
@@ -159,47 +171,47 @@ class _CrashingEmbedder(FakeEmbedder):
         return super().embed(texts)
 
 
-def test_crash_mid_run_keeps_previous_index_and_next_run_resumes(tmp_path: Path, corpus: Path) -> None:
-    _open(tmp_path, corpus).index()
+def test_crash_mid_run_keeps_previous_index_and_next_run_resumes(corpus: Path, open_bot: Opener) -> None:
+    open_bot(corpus).index()
     write_files(corpus, {f"ny-{i}.md": f"# Ny {i}\n\n" + f"Unik tekst nummer {i} om vannverk. " * 80 for i in range(30)})
     crashing = _CrashingEmbedder(allowed=64)
-    bot = _open(tmp_path, corpus, crashing)
+    bot = open_bot(corpus, crashing)
     with pytest.raises(_Crash):
         bot.index()
     # what was committed stays whole and searchable: the old documents, and the new ones
     # published by their words before their vectors (pending), found through the lexical index
-    survivor = _open(tmp_path, corpus)
+    survivor = open_bot(corpus)
     assert survivor.info().documents == 33
     assert survivor.search("sosialhjelp", k=1)[0].doc_id == "sosialhjelp.md"
     assert survivor.search("unik tekst om vannverk", k=1)[0].doc_id.startswith("ny-")
-    store = Store.open(tmp_path / "index", survivor.stamp(), create=False)
+    store = survivor._writer_store()
     try:
         assert len(store.pending_chunks()) > 0
     finally:
         store.close()
     # the next run finishes, re-using the vectors made before the crash
     fake = FakeEmbedder()
-    report = _open(tmp_path, corpus, fake).index()
+    report = open_bot(corpus, fake).index()
     assert report.documents_total == 33
     assert report.chunks_embedded == fake.texts_embedded
     assert report.chunks_embedded <= report.chunks_total - 64
-    store = Store.open(tmp_path / "index", survivor.stamp(), create=False)
+    store = survivor._writer_store()
     try:
         assert store.pending_chunks() == [] and store.dense_count() == report.chunks_total
     finally:
         store.close()
 
 
-def test_hot_reload_sees_another_writers_update(tmp_path: Path, corpus: Path) -> None:
-    reader = _open(tmp_path, corpus)
+def test_hot_reload_sees_another_writers_update(corpus: Path, open_bot: Opener) -> None:
+    reader = open_bot(corpus)
     reader.index()
     assert reader.search("vannverk", k=1)[0].doc_id != "vann.md"
     write_files(corpus, {"vann.md": "# Vann\n\nVannverket leverer drikkevann til innbyggerne."})
-    _open(tmp_path, corpus).index()  # another process, in effect
+    open_bot(corpus).index()  # another process, in effect
     assert reader.search("vannverket drikkevann", k=1)[0].doc_id == "vann.md"
 
 
-def test_bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed(tmp_path: Path, corpus: Path) -> None:
+def test_bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed(corpus: Path, open_bot: Opener) -> None:
     (corpus / "tom.txt").write_bytes(b"")
     (corpus / "binær.txt").write_bytes(bytes(range(256)) * 10)
     (corpus / "LICENSE").write_text("MIT License", encoding="utf-8")
@@ -208,7 +220,7 @@ def test_bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed(tmp_path: P
     (corpus / "SOURCES.md").write_text("| fil | lisens |\n|---|---|\n| veier.md | CC BY |", encoding="utf-8")
     (corpus / "sources.json").write_text('[{"file": "veier.md", "licence": "CC BY"}]', encoding="utf-8")
     (corpus / "veier" / "sources.md").write_text("# Kilder\n\nVegvesenet.", encoding="utf-8")
-    report = _open(tmp_path, corpus).index()
+    report = open_bot(corpus).index()
     reasons = {s.doc: s.reason for s in report.skipped}
     # files describing the corpus folder are skipped at its top only; in a sub-folder they are content
     assert set(reasons) == {"tom.txt", "binær.txt", "LICENSE", "README.md", "SOURCES.md", "sources.json"}
@@ -217,8 +229,8 @@ def test_bad_files_are_skipped_with_a_reason_and_the_rest_is_indexed(tmp_path: P
     assert report.documents_total == 5
 
 
-def test_bad_file_does_not_remove_its_previous_version(tmp_path: Path, corpus: Path) -> None:
-    bot = _open(tmp_path, corpus)
+def test_bad_file_does_not_remove_its_previous_version(corpus: Path, open_bot: Opener) -> None:
+    bot = open_bot(corpus)
     bot.index()
     (corpus / "barnehage.txt").write_bytes(b"\x00\x01\x02" * 100)
     report = bot.index()
@@ -226,9 +238,9 @@ def test_bad_file_does_not_remove_its_previous_version(tmp_path: Path, corpus: P
     assert bot.search("barnehageplass", k=1)[0].doc_id == "barnehage.txt"
 
 
-def test_vectors_in_store_match_the_embedder(tmp_path: Path, corpus: Path) -> None:
+def test_vectors_in_store_match_the_embedder(corpus: Path, open_bot: Opener) -> None:
     fake = FakeEmbedder()
-    bot = _open(tmp_path, corpus, fake)
+    bot = open_bot(corpus, fake)
     bot.index()
     hit = bot.search("sosialhjelp", k=1)[0]
     expected = fake.embed([bot.settings.query_prompt + "sosialhjelp"])[0]
@@ -237,8 +249,8 @@ def test_vectors_in_store_match_the_embedder(tmp_path: Path, corpus: Path) -> No
     assert np.isclose(float(stored @ expected), hit.dense_score, atol=1e-5)
 
 
-def test_undo_of_an_edit_embeds_nothing_and_orphans_are_pruned_when_many(tmp_path: Path, corpus: Path) -> None:
-    bot = _open(tmp_path, corpus)
+def test_undo_of_an_edit_embeds_nothing_and_orphans_are_pruned_when_many(corpus: Path, open_bot: Opener) -> None:
+    bot = open_bot(corpus)
     bot.index()
     original = (corpus / "barnehage.txt").read_text(encoding="utf-8")
     (corpus / "barnehage.txt").write_text(original + "\n\nEt nytt avsnitt.", encoding="utf-8")
@@ -251,3 +263,15 @@ def test_undo_of_an_edit_embeds_nothing_and_orphans_are_pruned_when_many(tmp_pat
         assert store.prune_vectors(floor=0, slack=0.0) == 0
     finally:
         store.close()
+
+
+def test_a_long_document_round_trips_exactly(tmp_path: Path, corpus: Path, open_bot: Opener) -> None:
+    text = "# Lang\n\n" + "\n\n".join(f"Avsnitt {i}: blåbærsyltetøy og «sitater» — ÆØÅ {i}." * 12 for i in range(150))
+    assert len(text) > 50_000  # more than one 16,000-character piece in the Milvus store
+    (corpus / "lang.md").write_text(text, encoding="utf-8")
+    bot = open_bot(corpus)
+    bot.index()
+    doc = bot.document("lang.md")
+    assert doc is not None and doc.text.startswith("Lang") and "Avsnitt 149" in doc.text
+    for hit in bot.search("blåbærsyltetøy avsnitt 149", k=5):
+        assert bot.document(hit.doc_id).text[hit.start:hit.end] == hit.text  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ from fakes import FakeEmbedder
 
 
 @pytest.fixture()
-def bot(tmp_path: Path) -> Assistant:
+def bot(tmp_path: Path, store_uri: str) -> Assistant:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     # One long document whose every paragraph mentions "vannverk", and two short ones.
@@ -20,7 +20,8 @@ def bot(tmp_path: Path) -> Assistant:
     (corpus / "lang.md").write_text("# Vann\n\n" + "\n\n".join(paragraphs), encoding="utf-8")
     (corpus / "kort.md").write_text("# Vannverk\n\nEt lite vannverk på landet.", encoding="utf-8")
     (corpus / "annet.md").write_text("# Skole\n\nSkolen har nye lokaler.", encoding="utf-8")
-    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus], chunk_chars=400)
+    settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus], chunk_chars=400,
+                             store=store_uri)
     b = Assistant.open(settings=settings, embedder=FakeEmbedder())
     b.index()
     return b
