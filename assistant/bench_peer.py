@@ -148,6 +148,8 @@ def compare(bench: "Bench", result: dict[str, Any]) -> dict[str, Any]:
                 tick = time.perf_counter()
                 retriever.retrieve(q)
                 peer_q.append(time.perf_counter() - tick)
+                if hasattr(bot.query_embedder, "clear"):
+                    bot.query_embedder.clear()  # no cached question vectors: the peer has none either
                 tick = time.perf_counter()
                 bot.search(q, k=5)
                 ours_q.append(time.perf_counter() - tick)
