@@ -11,6 +11,7 @@ process and wait for another indexer (such as `--watch`) to finish.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 import shutil
@@ -20,7 +21,7 @@ import unicodedata
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from .errors import AssistantError, IndexLockedError
 from .indexing import Progress
@@ -66,25 +67,54 @@ def inside(root: Path, path: Path) -> bool:
     return target != root and target.is_relative_to(root)
 
 
+class SharedState(Protocol):
+    """Small named values that every app server of one index sees (the index's store)."""
+
+    def shared_value(self, key: str) -> str | None: ...
+
+    def set_shared_value(self, key: str, value: str) -> None: ...
+
+
 class LoginGate:
-    """Checks the admin password; after `max_failures` wrong tries in `window` seconds, a client waits."""
+    """Checks the admin password; after `max_failures` wrong tries in `window` seconds, a client waits.
+
+    With `shared` (the `Assistant`), failed tries are counted in the index's store, so that
+    app servers sharing one store (a Milvus cluster, or one SQLite index) share the limit;
+    times are then wall-clock seconds. Without it, they are counted in this process.
+    """
 
     def __init__(self, password: str, *, max_failures: int = 5, window: float = 300.0,
-                 clock: "type[time.monotonic] | None" = None) -> None:
+                 clock: "Callable[[], float] | None" = None, shared: SharedState | None = None) -> None:
         if not password:
             raise ValueError("an empty admin password would let anyone in")
         self._password = password.encode("utf-8")
         self.max_failures = max_failures
         self.window = window
-        self._clock = clock or time.monotonic
+        self._shared = shared
+        self._clock = clock or (time.time if shared is not None else time.monotonic)
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    def _load(self, client: str) -> deque[float]:
+        if self._shared is None:
+            return self._failures.setdefault(client, deque())
+        try:
+            raw = self._shared.shared_value(_LOGIN_KEY + client)
+            return deque(float(t) for t in json.loads(raw)) if raw else deque()
+        except (ValueError, TypeError):
+            return deque()
+
+    def _save(self, client: str, fails: deque[float]) -> None:
+        if self._shared is None:
+            self._failures[client] = fails
+        else:
+            self._shared.set_shared_value(_LOGIN_KEY + client, json.dumps(list(fails)))
 
     def locked_for(self, client: str) -> float:
         """Seconds until `client` may try again (0 when it may now)."""
         with self._lock:
             now = self._clock()
-            fails = self._failures.get(client, deque())
+            fails = self._load(client)
             while fails and now - fails[0] > self.window:
                 fails.popleft()
             if len(fails) < self.max_failures:
@@ -96,14 +126,23 @@ class LoginGate:
         if self.locked_for(client) > 0:
             return False
         ok = hmac.compare_digest(self._password, (password or "").encode("utf-8"))
-        if not ok:
-            with self._lock:
-                self._failures.setdefault(client, deque()).append(self._clock())
-            log.warning("wrong admin password from %s", client)
-        else:
-            with self._lock:
+        with self._lock:
+            if not ok:
+                fails = self._load(client)
+                fails.append(self._clock())
+                while len(fails) > self.max_failures:
+                    fails.popleft()
+                self._save(client, fails)
+            elif self._shared is None:
                 self._failures.pop(client, None)
+            else:
+                self._save(client, deque())
+        if not ok:
+            log.warning("wrong admin password from %s", client)
         return ok
+
+
+_LOGIN_KEY = "login-failures:"
 
 
 @dataclass(frozen=True)

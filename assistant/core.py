@@ -264,6 +264,18 @@ class Assistant:
         finally:
             store.close()
 
+    def shared_value(self, key: str) -> str | None:
+        """A small value every app server of this index sees (admin state such as login limits)."""
+        return self._reader().get_meta("shared:" + key)
+
+    def set_shared_value(self, key: str, value: str) -> None:
+        store = Store(connect(self.index_dir / DB_NAME))
+        try:
+            with store.transaction():
+                store.set_meta("shared:" + key, value)
+        finally:
+            store.close()
+
     def document(self, doc_id: str) -> Document | None:
         return self._reader().document(doc_id)
 

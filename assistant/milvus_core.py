@@ -127,6 +127,12 @@ class MilvusAssistant(Assistant):
     def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
         return self._reader().add_feedback(rating, question, answer, hits)
 
+    def shared_value(self, key: str) -> str | None:
+        return self._reader().get_meta("shared:" + key)
+
+    def set_shared_value(self, key: str, value: str) -> None:
+        self._reader().set_meta("shared:" + key, value)  # outside a run: written at once
+
     def info(self) -> IndexInfo:
         store = self._reader()
         docs, chunks = store.counts()

@@ -61,7 +61,7 @@ def build_app(bot: "Assistant", *, corpus_dirs: Sequence[str | Path] = (),
     add_api_routes(app, bot, startup)
     admin = gate = None
     if admin_password and corpus_dirs:
-        admin, gate = Admin(bot, corpus_dirs), LoginGate(admin_password)
+        admin, gate = Admin(bot, corpus_dirs), LoginGate(admin_password, shared=bot)  # limits shared by app servers
     demo = build_ui(bot, admin=admin, gate=gate, startup=startup)
     demo.queue(default_concurrency_limit=4)
     system = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")

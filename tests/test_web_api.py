@@ -304,3 +304,25 @@ def test_document_view_finds_a_moved_passage_and_windows_long_documents() -> Non
     assert '<span class="passage">Målet <mark class="quote">er nådd</mark>.</span>' in html
     assert html.count("a") < 200 and "…" in html
     assert quote_spans("abcdef", ["bcd", "cde", "zz", ""]) == [(1, 5)]
+
+
+def test_login_limits_are_shared_by_app_servers_of_one_store(tmp_path: Path, store_uri: str) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# A\n\nEn tekst.", encoding="utf-8")
+
+    def server() -> Assistant:  # one app server's view of the shared index
+        settings = Settings.load(env={}, index_dir=tmp_path / "index", corpus_dirs=[corpus], store=store_uri)
+        return Assistant.open(settings=settings, embedder=FakeEmbedder())
+
+    first, second = server(), server()
+    first.index()
+    gate_a = LoginGate("hemmelig", max_failures=3, window=60.0, shared=first)
+    gate_b = LoginGate("hemmelig", max_failures=3, window=60.0, shared=second)
+    assert not gate_a.check("1.2.3.4", "feil") and not gate_b.check("1.2.3.4", "feil")
+    assert gate_b.locked_for("1.2.3.4") == 0
+    assert not gate_a.check("1.2.3.4", "feil")
+    assert gate_b.locked_for("1.2.3.4") > 0  # three failures over two servers lock both
+    assert not gate_b.check("1.2.3.4", "hemmelig")
+    assert gate_a.check("5.6.7.8", "hemmelig") and gate_b.locked_for("5.6.7.8") == 0
+    assert "feil" not in (second.shared_value("login-failures:1.2.3.4") or "feil")
