@@ -29,10 +29,18 @@ from .types import Hit
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """Lexical weight relative to dense (dense weight is 1), by the question's language."""
+    """Lexical weight relative to dense (dense weight is 1), by the question's language.
+
+    A Norwegian question whose best lexical match contains at least `matched_share` of its
+    stems gets `norwegian_matched`: its words are then evidence, as when a question
+    borrows the document's wording. Measured (README, Retrieval): dev MRR@10 0.749 ->
+    0.771 and NorQuAD 0.951 -> 0.970 passage@5 against a fixed 0.3 in the tuning script.
+    """
 
     norwegian: float = 0.3
     english: float = 0.1
+    norwegian_matched: float = 1.0
+    matched_share: float = 0.7
 
 
 class Retriever:
@@ -130,7 +138,7 @@ class Retriever:
             return sorted(dense.items(), key=lambda kv: -kv[1])
         if mode == "lexical":
             return sorted(lex.items(), key=lambda kv: -kv[1])
-        weight = self.lexical_weight(question)
+        weight = self.lexical_weight(question, lex)
         d_values = list(dense.values())
         d_lo, d_hi = (min(d_values), max(d_values)) if d_values else (0.0, 1.0)
         d_span = (d_hi - d_lo) or 1.0
@@ -142,11 +150,22 @@ class Retriever:
             fused[cid] = d + weight * lx
         return sorted(fused.items(), key=lambda kv: -kv[1])
 
-    def lexical_weight(self, question: str) -> float:
+    def lexical_weight(self, question: str, lex: dict[int, float] | None = None) -> float:
         lang = detect_language(question)
-        if is_norwegian(lang):
-            return self.weights.norwegian
-        return self.weights.english
+        if not is_norwegian(lang):
+            return self.weights.english
+        if lex and self._matched_share(question, max(lex, key=lambda c: lex[c])) >= self.weights.matched_share:
+            return self.weights.norwegian_matched
+        return self.weights.norwegian
+
+    def _matched_share(self, question: str, chunk_id: int) -> float:
+        """The share of the question's stems found in the chunk (with its title and headings)."""
+        stems = set(lexical.analyse(question))
+        stored = self.store.chunks_by_id([chunk_id]).get(chunk_id)
+        if not stems or stored is None:
+            return 0.0
+        text = " ".join([stored.title, *stored.chunk.headings, stored.chunk.text])
+        return len(stems & set(lexical.analyse(text))) / len(stems)
 
     def _diversify(self, scored: Sequence[tuple[int, float]], chunks: dict[int, StoredChunk],
                    dense: dict[int, float], lex: dict[int, float], k: int) -> list[Hit]:

@@ -52,6 +52,19 @@ def test_lexical_weight_follows_the_question_language(bot: Assistant) -> None:
     assert weights.english < weights.norwegian
 
 
+def test_a_norwegian_question_in_the_documents_words_trusts_them_more(bot: Assistant) -> None:
+    r = bot.retriever()
+    weights = FusionWeights()
+    question = "Et lite vannverk på landet?"  # every stem is in kort.md
+    lex = {h.chunk_id: h.score for h in bot.search(question, k=3, mode="lexical")}
+    top = max(lex, key=lambda c: lex[c])
+    assert r._matched_share(question, top) == 1.0
+    assert r.lexical_weight(question, lex) == weights.norwegian_matched > weights.norwegian
+    loose = "Et lite vannverk med nye skoler og barnehager i byen?"  # under 70 % of its stems match
+    assert r.lexical_weight(loose, lex) == weights.norwegian
+    assert r.lexical_weight("A small water works in the countryside?", lex) == weights.english
+
+
 @pytest.mark.parametrize("question", ["", "   ", "x" * 50_000])
 def test_empty_or_huge_questions_are_refused(bot: Assistant, question: str) -> None:
     with pytest.raises(QuestionError):
