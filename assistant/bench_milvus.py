@@ -14,11 +14,13 @@ the code costs, not what a cluster would do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -90,7 +92,9 @@ def _milvus_run(data: np.ndarray, terms: list[str], queries: np.ndarray, questio
     from .milvus_schema import Names, connect, create_collections
     from .milvus_store import MilvusStore
 
-    with tempfile.TemporaryDirectory(prefix="bench-milvus-") as tmp:
+    # Milvus Lite's background threads may still write for a moment after `close()`;
+    # the folder is removed with retries (`_remove_tree`), not by TemporaryDirectory.
+    with _scratch_folder() as tmp:
         address = StoreAddress("milvus-lite", str(Path(tmp) / "bench.db"), "bench", index)
         client = connect(address)
         create_collections(client, Names("bench"), data.shape[1], index)
@@ -123,6 +127,24 @@ def _milvus_run(data: np.ndarray, terms: list[str], queries: np.ndarray, questio
     return {**latency_summary(dense_times), "recall@10": round(recall_at(truth, np.array(found), 10), 4),
             "lexical": latency_summary(lexical_times), "insert_rows_per_s": round(len(data) / insert_s, 1),
             "disk_mb": round(disk, 1)}
+
+
+@contextlib.contextmanager
+def _scratch_folder() -> Iterator[str]:
+    tmp = tempfile.mkdtemp(prefix="bench-milvus-")
+    try:
+        yield tmp
+    finally:
+        _remove_tree(Path(tmp))
+
+
+def _remove_tree(path: Path, attempts: int = 10) -> None:
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.2)
+    log.warning("could not remove %s (Milvus Lite still writing into it)", path)
 
 
 def _corpus_centres(bench: "Bench") -> np.ndarray | None:
