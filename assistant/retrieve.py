@@ -22,6 +22,7 @@ from . import lexical
 from .backend import ChunkStore, DenseIndex
 from .centering import LanguageMeans
 from .embedding import Embedder
+from .indexing import embed_text
 from .language import detect_language, is_norwegian
 from .store import StoredChunk
 from .types import Hit
@@ -108,8 +109,6 @@ class Retriever:
         waiting = [i for i in best if i not in dense][: self.embed_unpublished]
         if not waiting:
             return {}
-        from .indexing import embed_text
-
         stored = self.store.chunks_by_id(waiting)
         ids = [i for i in waiting if i in stored]
         if not ids:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from assistant import packaged_model
-from assistant.embedding import Embedder, SentenceTransformerEmbedder, folder_fingerprint, load_embedder
+from assistant.embedding import (CachedEmbedder, Embedder, SentenceTransformerEmbedder, folder_fingerprint,
+                                 load_embedder)
 from assistant.errors import AssistantError
 from assistant.settings import DEFAULT_MODEL, Settings
 from fakes import FakeEmbedder
@@ -161,3 +162,19 @@ def test_real_embedder_retrieves_across_languages(real_embedder: SentenceTransfo
         ("query: Can I borrow audiobooks for free?", 2),
     ]:
         assert int(np.argmax(matrix @ real_embedder.embed([question])[0])) == expected, question
+
+
+def test_the_question_cache_returns_the_same_vectors_and_embeds_each_text_once() -> None:
+    inner = FakeEmbedder()
+    cached = CachedEmbedder(inner, max_items=3)
+    first = cached.embed(["query: a", "passage: b", "query: a"])
+    assert np.array_equal(first, FakeEmbedder().embed(["query: a", "passage: b", "query: a"]))
+    assert inner.texts_embedded == 2  # the repeated text once
+    again = cached.embed(["passage: b", "query: a"])
+    assert np.array_equal(again, first[[1, 0]]) and inner.texts_embedded == 2
+    cached.embed(["c", "d", "e"])  # a bounded LRU: the oldest texts go
+    cached.embed(["query: a"])
+    assert inner.texts_embedded == 6
+    assert cached.embed([]).shape == (0, inner.dimension)
+    assert (cached.model_id, cached.fingerprint, cached.dimension) == (inner.model_id, inner.fingerprint,
+                                                                       inner.dimension)
