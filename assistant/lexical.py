@@ -12,7 +12,10 @@ import re
 import sqlite3
 import threading
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    from .types import Chunk
 
 _WORD = re.compile(r"[0-9A-Za-zÀ-ÖØ-öø-ÿ]+(?:[-'][0-9A-Za-zÀ-ÖØ-öø-ÿ]+)*")
 
@@ -45,6 +48,11 @@ def analyse(text: str) -> list[str]:
     """Lower-cased, stop-word-free Norwegian stems of the words in `text`."""
     words = [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS and len(w) > 1]
     return _stemmer().stemWords(words) if words else []
+
+
+def chunk_text(title: str, chunk: "Chunk") -> str:
+    """What the lexical index holds for a chunk: its document title, heading path and text."""
+    return " ".join([title, *chunk.headings, chunk.text])
 
 
 def create_schema(db: sqlite3.Connection) -> None:

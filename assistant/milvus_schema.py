@@ -242,7 +242,7 @@ def chunk_rows(doc: Document, chunks: Sequence[Chunk], keys: Sequence[str], vect
     return [{"id": first + n, "doc_id": doc.id, "born": born, "ordinal": c.ordinal, "start": c.start, "stop": c.end,
              "text": c.text, "headings": json.dumps(list(c.headings), ensure_ascii=False),
              "page": -1 if c.page is None else c.page, "embed_key": key,
-             "terms": " ".join(lexical.analyse(" ".join([doc.title, *c.headings, c.text]))),  # our stems
+             "terms": " ".join(lexical.analyse(lexical.chunk_text(doc.title, c))),  # our stems
              "has_vector": key in vectors, "vector": vectors.get(key, zero)}
             for n, (c, key) in enumerate(zip(chunks, keys))]
 

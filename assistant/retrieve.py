@@ -163,8 +163,7 @@ class Retriever:
         stored = self.store.chunks_by_id([chunk_id]).get(chunk_id)
         if not stems or stored is None:
             return 0.0
-        text = " ".join([stored.title, *stored.chunk.headings, stored.chunk.text])
-        return len(stems & set(lexical.analyse(text))) / len(stems)
+        return len(stems & set(lexical.analyse(lexical.chunk_text(stored.title, stored.chunk)))) / len(stems)
 
     def _diversify(self, scored: Sequence[tuple[int, float]], chunks: dict[int, StoredChunk],
                    dense: dict[int, float], lex: dict[int, float], k: int) -> list[Hit]:

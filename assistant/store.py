@@ -168,7 +168,7 @@ class Store:
                 (doc.id, chunk.ordinal, chunk.start, chunk.end, chunk.text,
                  json.dumps(list(chunk.headings)), chunk.page, key))
             ids.append(int(cur.lastrowid or 0))
-        lexical.add(self.db, ((i, _lexical_text(doc.title, c)) for i, c in zip(ids, chunks)))
+        lexical.add(self.db, ((i, lexical.chunk_text(doc.title, c)) for i, c in zip(ids, chunks)))
         return ids
 
     def delete_document(self, doc_id: str) -> list[int]:
@@ -342,10 +342,6 @@ class _Transaction:
             self.db.execute("COMMIT")
         elif self.db.in_transaction:  # SQLite rolls back by itself on some errors, such as a full disk
             self.db.execute("ROLLBACK")
-
-
-def _lexical_text(title: str, chunk: Chunk) -> str:
-    return " ".join([title, *chunk.headings, chunk.text])
 
 
 def _unpack(rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 class Script:
     """What the fake server does with the next requests."""
 
-    mode: str = "stream"  # stream | json | status | slow_headers | trickle | raw_sse
+    mode: str = "stream"  # stream | json | raw_json | status | slow_headers | trickle | raw_sse
     content: str = ""
     status: int = 200
     delay: float = 0.0
@@ -55,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
         elif s.mode == "json":
             self._send(200, "application/json",
                        json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": s.content}}]}))
+        elif s.mode == "raw_json":  # `raw` as the body, JSON or not
+            self._send(200, "application/json", s.raw)
         elif s.mode == "slow_headers":
             time.sleep(s.delay)
             self._send(200, "application/json", "{}")
