@@ -82,12 +82,12 @@ class LanguageMeans:
         return _unit(centred) @ query
 
 
-def refresh_means(store: "Store", *, force: bool = False) -> bool:
+def refresh_means(store: "Store") -> bool:
     """Recompute the means when the chunks changed enough since the last time. Inside the
     writer's transaction. Returns True when they were recomputed."""
     _, chunks = store.counts()
     raw = store.get_meta(META_KEY)
-    if raw and not force:
+    if raw:
         before = int(json.loads(raw).get("chunks", 0))
         if abs(chunks - before) <= REFRESH_CHANGE * max(before, 1) and before > 0:
             return False

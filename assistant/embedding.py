@@ -195,8 +195,6 @@ class CachedEmbedder:
         self.max_items = max_items
         self._vectors: "OrderedDict[str, np.ndarray]" = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     @property
     def model_id(self) -> str:
@@ -228,9 +226,6 @@ class CachedEmbedder:
                     self._vectors.move_to_end(text)
                 while len(self._vectors) > self.max_items:
                     self._vectors.popitem(last=False)
-        with self._lock:
-            self.misses += len(missing)
-            self.hits += len(texts) - len(missing)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([found[t] for t in texts])
