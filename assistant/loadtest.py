@@ -3,10 +3,10 @@
     assistant loadtest --corpus ../shared/corpus --seconds 120 --users 20
     assistant loadtest --url http://127.0.0.1:7860 --seconds 30      # a server that is already running
 
-Without `--url` it serves the index itself, in this process, on 127.0.0.1 (an
-ephemeral port), over the corpus folders plus a scratch folder: a churn
-thread adds a small document there and deletes an older one every few
-seconds, and a `Watcher` keeps the index up to date. Each user asks dev-set
+Without `--url` it starts `assistant serve --watch` in its own process on
+127.0.0.1 (a free port), over the corpus folders plus a scratch folder: a
+churn thread adds a small document there and deletes an older one every few
+seconds, and the server's watcher keeps the index up to date. Each user asks dev-set
 questions (and churn questions), follows up about half of the time with the
 previous answer as history, and honours `Retry-After`. Requests go to
 loopback only: any other host is refused. The run is bounded by `--seconds`
@@ -27,6 +27,8 @@ import logging
 import os
 import random
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +43,6 @@ from .churn import Churn, Question
 from .errors import AssistantError
 
 if TYPE_CHECKING:
-    from .embedding import Embedder
     from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class LoadReport:
     bad_quotes: int
     throughput: float
     latency: dict[str, float]
+    latency_by_kind: dict[str, dict[str, float]]  # "question", "follow-up", "churn": count, p50, p95
     churn_added: int
     churn_removed: int
     cpus: int
@@ -115,6 +117,7 @@ def load_questions(path: Path) -> list[Question]:
 @dataclass
 class _Tally:
     latencies: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)  # ok, rejected, client_error, error
     errors: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
@@ -159,10 +162,10 @@ def _user(n: int, url: str, questions: Sequence[Question], options: LoadOptions,
                     return
                 tally.requests += 1
             if history and rng.random() < options.followup_rate:
-                question = Question(FOLLOW_UPS.get(lang, FOLLOW_UPS["nb"]), lang)
+                question, kind = Question(FOLLOW_UPS.get(lang, FOLLOW_UPS["nb"]), lang), "follow-up"
             else:
                 picked = churn.question(rng) if churn is not None and rng.random() < options.churn_rate else None
-                question = picked or rng.choice(questions)
+                question, kind = picked or rng.choice(questions), "churn" if picked else "question"
                 history = []
             lang = question.lang
             payload = {"question": question.text, "history": [list(t) for t in history[-3:]]}
@@ -188,6 +191,7 @@ def _user(n: int, url: str, questions: Sequence[Question], options: LoadOptions,
             tally.count("ok")
             with tally.lock:
                 tally.latencies.append(elapsed)
+                tally.by_kind.setdefault(kind, []).append(elapsed)
                 tally.wrong += [p for p in problems if p.startswith("cites")]
                 tally.bad_quotes += sum(1 for p in problems if p.startswith("quote"))
             history.append((question.text, str(body.get("answer", ""))))
@@ -220,6 +224,8 @@ def run_load(url: str, questions: Sequence[Question], options: LoadOptions = Loa
         throughput=round(counts.get("ok", 0) / seconds, 2) if seconds else 0.0,
         latency={"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
                  "max": max(lat) if lat else float("nan"), "mean": sum(lat) / len(lat) if lat else float("nan")},
+        latency_by_kind={kind: {"count": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95)}
+                         for kind, v in sorted(tally.by_kind.items())},
         churn_added=churn.added if churn else 0, churn_removed=len(churn.gone) if churn else 0,
         cpus=os.cpu_count() or 1, load_before=tuple(round(x, 2) for x in load_before),  # type: ignore[arg-type]
         load_after=tuple(round(x, 2) for x in os.getloadavg()),  # type: ignore[arg-type]
@@ -227,36 +233,86 @@ def run_load(url: str, questions: Sequence[Question], options: LoadOptions = Loa
 
 
 def run_served_load(settings: "Settings", questions: Sequence[Question], options: LoadOptions = LoadOptions(),
-                    *, embedder: "Embedder | None" = None, say: Callable[[str], None] = lambda m: None) -> LoadReport:
-    """Index `settings.corpus_dirs`, serve them on 127.0.0.1 with a watcher and churn, and run the load."""
+                    *, say: Callable[[str], None] = lambda m: None, ready_timeout: float = 900.0) -> LoadReport:
+    """Serve `settings.corpus_dirs` with `assistant serve --watch` in its own process, churn, and run the load.
+
+    The server is the real command, in a separate process, so the simulated users
+    (threads of this process) do not share its interpreter lock. It indexes at
+    start-up; this process only reads the index, to tell when a deleted churn
+    document has left it.
+    """
     from .core import Assistant
-    from .watch import Watcher
-    from .web import build_app, start_server
 
     scratch = Path(tempfile.mkdtemp(prefix="loadtest-churn-"))
     dirs = [*settings.corpus_dirs, scratch]
-    bot = Assistant.open(settings=settings, embedder=embedder)
+    port = _free_port()
+    command = [sys.executable, "-m", "assistant", "serve", "--index", str(settings.index_dir),
+               "--model", settings.model, "--port", str(port), "--watch"]
+    for d in dirs:
+        command += ["--corpus", str(d)]
+    log_file = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+    say(f"Starting `assistant serve --watch` on port {port} (it indexes {len(dirs)} folders first) …")
+    server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    bot = None
     try:
-        say(f"Indexing {', '.join(str(d) for d in settings.corpus_dirs)} …")
-        report = bot.index(dirs)
-        say(f"Index ready: {report.documents_total} documents, {report.chunks_total} chunks.")
-        running = start_server(build_app(bot, corpus_dirs=dirs), "127.0.0.1", 0)
-        watcher = Watcher(bot, dirs, quiet_seconds=0.3, index_on_start=False).start()
+        _wait_ready(url, server, log_file, ready_timeout)
+        bot = Assistant.open(settings=settings)
+        info = bot.info()
+        say(f"Server ready: {info.documents} documents, {info.chunks} chunks.")
         churn = Churn(bot, scratch, every=options.churn_every, seed=options.seed).start()
         try:
-            say(f"{options.users} users for {options.seconds:.0f} s against {running.url} …")
-            return run_load(running.url, questions, options, churn)
+            say(f"{options.users} users for {options.seconds:.0f} s against {url} …")
+            return run_load(url, questions, options, churn)
         finally:
             churn.stop()
-            watcher.stop(30)
-            running.stop()
     finally:
+        _stop_server(server)
+        log_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
+        if bot is not None:
+            try:
+                bot.index(list(settings.corpus_dirs))  # leave the index without the churn documents
+            except AssistantError as exc:
+                log.warning("could not tidy the index after the load test: %s", exc)
+            bot.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(url: str, server: "subprocess.Popen[bytes]", log_file: Any, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            log_file.seek(0)
+            tail = " | ".join(log_file.read().strip().splitlines()[-3:])
+            raise AssistantError(f"the server exited ({server.returncode}) before it was ready: {tail}")
         try:
-            bot.index(list(settings.corpus_dirs))  # leave the index without the churn documents
-        except AssistantError as exc:
-            log.warning("could not tidy the index after the load test: %s", exc)
-        bot.close()
+            if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssistantError(f"the server was not ready within {timeout:.0f} s")
+
+
+def _stop_server(server: "subprocess.Popen[bytes]") -> None:
+    """Ctrl-C, as a person would stop it; kill it if it does not stop within 30 s."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def format_report(r: LoadReport) -> str:
@@ -266,6 +322,8 @@ def format_report(r: LoadReport) -> str:
         f"requests {r.requests}: ok {r.ok}, errors {r.errors}, rejected (503) {r.rejected}, 4xx {r.client_errors}",
         f"throughput {r.throughput:.2f} answers/s",
         f"latency p50 {lat['p50']:.3f} s, p95 {lat['p95']:.3f} s, p99 {lat['p99']:.3f} s, max {lat['max']:.3f} s",
+        "  by kind: " + "; ".join(f"{kind} {v['count']:.0f}: p50 {v['p50']:.3f} s, p95 {v['p95']:.3f} s"
+                                  for kind, v in r.latency_by_kind.items()),
         f"wrong-document answers {r.wrong_document}, quotes not in their passage {r.bad_quotes}",
         f"churn: {r.churn_added} documents added, {r.churn_removed} removed",
         f"machine: {r.cpus} CPUs, load average {r.load_before[0]:.2f} before, {r.load_after[0]:.2f} after",

@@ -112,6 +112,23 @@ def test_the_load_test_refuses_anything_but_loopback(url: str, capsys: pytest.Ca
     assert check_loopback_url("http://[::1]:9") == "http://[::1]:9"
 
 
+@pytest.mark.slow
+def test_the_load_command_drives_a_real_serve_process(tmp_path: Path) -> None:
+    """`assistant loadtest` without `--url`: `assistant serve --watch` in its own process, with churn."""
+    corpus = make_corpus(tmp_path / "corpus")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": "Når har biblioteket åpent?", "lang": "nb"}) + "\n",
+                         encoding="utf-8")
+    out = tmp_path / "load.json"
+    rc = main(["loadtest", "--corpus", str(corpus), "--index", str(tmp_path / "index"), "--questions",
+               str(questions), "--seconds", "8", "--users", "2", "--output", str(out), "--json"])
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert rc == 0 and report["ok"] > 0 and report["errors"] == 0 and report["churn_added"] >= 2
+    assert set(report["latency_by_kind"]) <= {"question", "follow-up", "churn"}
+    info = Assistant.open(settings=Settings.load(env={}, index_dir=tmp_path / "index")).info()
+    assert info.documents == len(DOCS)  # the churn documents are gone again
+
+
 # -- back-pressure ----------------------------------------------------------------------
 class GatedEmbedder(FakeEmbedder):
     """Blocks every query embedding while `gate` is closed (indexing passes through)."""
