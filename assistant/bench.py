@@ -58,7 +58,7 @@ class BenchOptions:
     # How a child process builds the embedder: "module:factory" (tests), else the settings' model.
     embedder_spec: str | None = None
     sections: tuple[str, ...] = ("indexing", "incremental", "latency", "cold_start", "approximate", "peer",
-                                 "milvus")
+                                 "milvus")  # "load" (`assistant loadtest`, 2 minutes) runs when named in --only
 
 
 @dataclass
@@ -200,6 +200,7 @@ def run_bench(options: BenchOptions, *, settings: Any = None, embedder: Any = No
             ("approximate", bench_synthetic.approximate),
             ("peer", _peer),
             ("milvus", bench_milvus.milvus),
+            ("load", bench_corpus.load),
         ]
         for name, step in steps:
             if name not in options.sections:
@@ -284,6 +285,12 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("exact search by size: " + ", ".join(
             f"{row['size']}: {row['p50_ms']:.1f} ms ({row['p50_ms_1thread']:.1f} ms on 1 thread)"
             for row in ap["exact_by_size"]))
+    lt = result.get("load")
+    if lt and "error" not in lt:
+        lat = lt["latency"]
+        lines.append(f"\nload: {lt['users']} users for {lt['seconds']:.0f} s with churn: {lt['throughput']:.1f} "
+                     f"answers/s, p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s (goal < 2 s), p99 "
+                     f"{lat['p99']:.2f} s; errors {lt['errors']}, wrong-document {lt['wrong_document']}")
     peer = result.get("peer")
     if peer and "error" not in peer:
         lines.append("")
@@ -353,7 +360,7 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
     p.add_argument("--build-repeat", type=int, help="full corpus builds per side (default: --repeat)")
     p.add_argument("--skip-peer", action="store_true", help="do not run the LlamaIndex comparison")
     p.add_argument("--only", help="comma-separated sections to run (indexing,incremental,latency,cold_start,"
-                   "approximate,peer,milvus)")
+                   "approximate,peer,milvus; and load, which runs only when named)")
 
 
 __all__ = ["BenchOptions", "Bench", "run_bench", "format_table", "machine_info", "percentile",

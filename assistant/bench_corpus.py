@@ -231,3 +231,19 @@ def serve_ready(bench: "Bench", index_dir: Path) -> dict[str, Any]:
     return {"ready": round(median([r["ready"] for r in runs]), 3),
             "listening": round(median([r["listening"] for r in runs]), 3), "runs": runs,
             "command": "assistant serve --index INDEX --corpus CORPUS, polling GET /api/health"}
+
+
+def load(bench: "Bench", result: dict[str, Any]) -> dict[str, Any]:
+    """`assistant loadtest` (20 users, 120 s, churn) against `assistant serve --watch` over the corpus index."""
+    from dataclasses import replace
+
+    from .loadtest import LoadOptions, load_questions, run_served_load
+
+    index_dir = bench.workdir / INDEX_NAME
+    if not (index_dir / "store.sqlite").exists():
+        _build(bench, index_dir)
+    settings = replace(bench.settings, index_dir=index_dir, corpus_dirs=(bench.corpus,))
+    seconds = 20.0 if bench.options.quick else 120.0
+    report = run_served_load(settings, load_questions(bench.options.questions), LoadOptions(seconds=seconds),
+                             say=bench.say)
+    return report.to_json()
