@@ -13,8 +13,9 @@ vector. Diversity: at most `max_per_doc` chunks of one document in the top k.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -78,6 +79,9 @@ class Retriever:
         dense: dict[int, float] = {}
         lex: dict[int, float] = {}
         qvec = None
+        lexical = None
+        if mode == "hybrid" and query_vector is None:  # the lexical query runs while the question is embedded
+            lexical = _Background(lambda: self._lexical(question, n))
         if mode in ("hybrid", "dense"):
             qvec = self.embed_query(question) if query_vector is None else query_vector
             if self.means is None:
@@ -86,17 +90,22 @@ class Retriever:
                 qvec = self.means.center_query(qvec, detect_language(question))
                 probe = [cid for cid, _ in self.index.search(qvec, 2 * n)]
                 dense = dict(sorted(self._score_stored(probe, qvec).items(), key=lambda kv: -kv[1])[:n])
-        if mode in ("hybrid", "lexical"):
-            try:
-                lex = dict(self.store.lexical_search(question, n, doc_freq=self.doc_freq, total=self.index.size))
-            except sqlite3.OperationalError:
-                lex = {}
+        if lexical is not None:
+            lex = lexical.result()
+        elif mode in ("hybrid", "lexical"):
+            lex = self._lexical(question, n)
         if mode == "hybrid" and qvec is not None:
             dense.update(self._score_stored([i for i in lex if i not in dense], qvec))
             dense.update(self._embed_unpublished(lex, dense, qvec))
         scored = self._fuse(question, dense, lex, mode)
         chunks = self.store.chunks_by_id([c for c, _ in scored[: n * 2]])
         return self._diversify(scored, chunks, dense, lex, k)
+
+    def _lexical(self, question: str, n: int) -> dict[int, float]:
+        try:
+            return dict(self.store.lexical_search(question, n, doc_freq=self.doc_freq, total=self.index.size))
+        except sqlite3.OperationalError:
+            return {}
 
     def _embed_unpublished(self, lex: dict[int, float], dense: dict[int, float],
                            qvec: np.ndarray) -> dict[int, float]:
@@ -194,3 +203,30 @@ def _hit(stored: StoredChunk, score: float, rank: int, dense: float | None, lex:
     return Hit(chunk_id=stored.id, doc_id=c.doc_id, title=stored.title, text=c.text, start=c.start,
                end=c.end, headings=c.headings, page=c.page, score=float(score), rank=rank,
                dense_score=dense, lexical_score=lex, lang=stored.lang)
+
+
+class _Background:
+    """`fn()` in a thread of its own; `result()` waits for it and returns its value or raises its error.
+
+    SQLite and FAISS release the GIL, as torch does while it embeds, so the lexical query
+    and the question's embedding overlap on two cores.
+    """
+
+    def __init__(self, fn: Callable[[], dict[int, float]]) -> None:
+        self._fn = fn
+        self._value: dict[int, float] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="assistant-lexical", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> dict[int, float]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

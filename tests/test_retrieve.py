@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,34 @@ def test_odd_questions_get_a_clean_result(bot: Assistant, question: str) -> None
     hits = bot.search(question, k=3)
     assert len(hits) <= 3
     assert bot.info().documents == 3
+
+
+def test_the_lexical_query_runs_beside_the_embedding_and_gives_the_same_hits(bot: Assistant,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import retrieve
+
+    threads: list[str] = []
+    real = retrieve.Retriever._lexical
+
+    def spy(self: retrieve.Retriever, question: str, n: int) -> dict[int, float]:
+        threads.append(threading.current_thread().name)
+        return real(self, question, n)
+
+    monkeypatch.setattr(retrieve.Retriever, "_lexical", spy)
+    question = "Hvordan søker man om økonomisk sosialhjelp?"
+    beside = bot.search(question, k=5)
+    vector = bot.retriever().embed_query(question)
+    inline = bot.retriever().search(question, k=5, query_vector=vector)  # a given vector: no thread
+    assert threads == ["assistant-lexical", threading.current_thread().name]
+    assert [(h.chunk_id, round(h.score, 6)) for h in beside] == [(h.chunk_id, round(h.score, 6)) for h in inline]
+
+
+def test_an_error_in_the_lexical_thread_reaches_the_caller(bot: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import retrieve
+
+    def broken(self: retrieve.Retriever, question: str, n: int) -> dict[int, float]:
+        raise RuntimeError("lexical index gone")
+
+    monkeypatch.setattr(retrieve.Retriever, "_lexical", broken)
+    with pytest.raises(RuntimeError, match="lexical index gone"):
+        bot.search("Hvordan søker man om sosialhjelp?", k=3)
