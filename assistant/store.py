@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import lexical
-from .errors import IndexCorruptError, IndexMismatchError
+from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError
 from .types import Chunk, Document, Section
 
 FORMAT_VERSION = 1
@@ -99,9 +99,12 @@ class Store:
                 lexical.create_schema(db)
             store._check_stamp(stamp, index_dir)
         except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(
-                f"index store {path} is unreadable ({' '.join(str(exc).split())}); "
-                "run `assistant index --rebuild`") from None
+            detail = " ".join(str(exc).split())
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in detail or "busy" in detail):
+                raise IndexLockedError(f"index store {path} stayed locked by another process ({detail}); "
+                                       "try again when it has finished") from None
+            raise IndexCorruptError(f"index store {path} is unreadable ({detail}); "
+                                    "run `assistant index --rebuild`") from None
         return store
 
     def _check_stamp(self, stamp: dict[str, Any], index_dir: Path) -> None:

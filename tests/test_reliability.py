@@ -30,7 +30,7 @@ import pytest
 
 from assistant import Assistant, Settings
 from assistant.cli import main
-from assistant.errors import IndexCorruptError, IndexWriteError
+from assistant.errors import IndexCorruptError, IndexLockedError, IndexWriteError
 from assistant.loadtest import Churn, LoadOptions, Question, check_answer, check_loopback_url, run_load
 from assistant.store import DB_NAME
 from conftest import ROOT, SEED, shared
@@ -428,6 +428,22 @@ def test_a_corrupt_store_is_replaced_by_a_rebuild(tmp_path: Path) -> None:
     report = Assistant.open(settings=settings, embedder=FakeEmbedder(), check=False).index(rebuild=True)
     assert report.documents_total == 3
     assert open_bot(tmp_path, corpus).search("faktura vann avløp", k=1)[0].doc_id == "vann.md"
+
+
+def test_a_store_another_process_keeps_locked_is_not_called_corrupt(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import store as store_module
+
+    corpus = make_corpus(tmp_path / "corpus")
+    open_bot(tmp_path, corpus).index()
+
+    def locked(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store_module, "connect", locked)
+    with pytest.raises(IndexLockedError, match="locked by another process") as caught:
+        open_bot(tmp_path, corpus)
+    assert "--rebuild" not in str(caught.value)
 
 
 # -- the language model down, slow, or talking nonsense -------------------------------------

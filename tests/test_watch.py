@@ -410,18 +410,15 @@ def test_watch_command_indexes_then_watches_until_ctrl_c(tmp_path: Path, corpus:
     index = tmp_path / "index"
 
     returned = threading.Event()
+    probe = _open(tmp_path, corpus)  # creates the (empty) index now, not in a race with the command's open
 
     def interrupt_when_done() -> None:
-        probe = None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not returned.is_set():
-            try:
-                probe = probe or _open(tmp_path, corpus)
-                if probe.info().documents == 4:
-                    break
-            except Exception:  # noqa: BLE001 - the index may not exist yet
-                pass
-            if (corpus / "ny.md").exists() is False and probe is not None and probe.info().documents == 3:
+            documents = probe.info().documents
+            if documents == 4:
+                break
+            if documents == 3 and not (corpus / "ny.md").exists():
                 write_files(corpus, {"ny.md": "# Ny\n\nEt nytt dokument om vannverk."})
             time.sleep(0.1)
         if not returned.is_set():
