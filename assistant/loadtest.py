@@ -352,7 +352,6 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             from dataclasses import replace
 
             settings = replace(settings, index_dir=Path("bench-results") / "loadtest-index")
-        say(f"Loading model {settings.model} …")
         report = run_served_load(settings, questions, options, say=say)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
