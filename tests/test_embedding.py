@@ -178,3 +178,20 @@ def test_the_question_cache_returns_the_same_vectors_and_embeds_each_text_once()
     assert cached.embed([]).shape == (0, inner.dimension)
     assert (cached.model_id, cached.fingerprint, cached.dimension) == (inner.model_id, inner.fingerprint,
                                                                        inner.dimension)
+
+
+def test_weights_that_borrow_a_memory_map_get_their_own_copy() -> None:
+    import torch
+
+    from assistant.embedding import own_weights
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    mapped = bytearray(np.arange(4, dtype=np.float32).tobytes())  # stands in for the weights file's map
+    weight = model[0].weight
+    weight.data = torch.frombuffer(mapped, dtype=torch.float32).view(2, 2)
+    assert not weight.untyped_storage().resizable()
+    assert own_weights(model) == 1
+    assert model[0].weight is weight and weight.untyped_storage().resizable()  # the same Parameter, own memory
+    mapped[:4] = np.float32(99).tobytes()
+    assert weight[0, 0].item() == 0.0  # no longer reads the borrowed bytes
+    assert own_weights(model) == 0
