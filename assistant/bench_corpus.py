@@ -191,17 +191,15 @@ def cold_start(bench: "Bench", result: dict[str, Any]) -> dict[str, Any]:
 def serve_ready(bench: "Bench", index_dir: Path) -> dict[str, Any]:
     """`assistant serve` over an existing index: process start until it listens, and until
     `/api/health` says ready (the model loaded, the index checked: the chat can answer)."""
-    import socket
-
     import httpx
+
+    from .loadtest import free_port
 
     runs = []
     log_path = bench.workdir / "serve.log"
     for _ in range(bench.options.repeat):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, "-c", "from assistant.cli import main; raise SystemExit(main())", "serve",
+        port = free_port()
+        cmd = [sys.executable, "-m", "assistant", "serve",
                "--index", str(index_dir), "--corpus", str(bench.corpus), "--port", str(port),
                "--model", bench.settings.model]
         with open(log_path, "w") as log_file:

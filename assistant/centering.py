@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -66,9 +67,15 @@ class LanguageMeans:
     def offset(self, lang: str) -> np.ndarray:
         """The offset of `lang`: its mean minus the overall mean (zero for a language with
         fewer than MIN_COUNT passages, or none, such as an English question over Norwegian text)."""
-        lang = _GROUP.get(lang, lang)
-        if self.counts.get(lang, 0) >= MIN_COUNT:
-            return self.means[lang] - self.overall
+        found = self._offsets.get(_GROUP.get(lang, lang))
+        return found if found is not None else self._zero
+
+    @cached_property
+    def _offsets(self) -> dict[str, np.ndarray]:
+        return {lang: self.means[lang] - self.overall for lang, n in self.counts.items() if n >= MIN_COUNT}
+
+    @cached_property
+    def _zero(self) -> np.ndarray:
         return np.zeros_like(self.overall)
 
     def center_query(self, vector: np.ndarray, lang: str) -> np.ndarray:

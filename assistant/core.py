@@ -21,6 +21,7 @@ import os
 import shutil
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -78,6 +79,7 @@ class Assistant:
         self._means: LanguageMeans | None = None
         self._doc_freq = lexical.DocFreq()
         self._store_id: tuple[int, int] | None = None
+        self._pool: ThreadPoolExecutor | None = None  # runs lexical queries beside the question's embedding
         self.query_embedder: Embedder = (CachedEmbedder(embedder, settings.embed_cache)
                                          if settings.embed_cache > 0 else embedder)
 
@@ -210,10 +212,25 @@ class Assistant:
     def retriever(self) -> Retriever:
         self.refresh()
         assert self._vectors is not None
+        return self._retriever_over(self._reader(), self._vectors)
+
+    def _retriever_over(self, store: Any, dense: Any) -> Retriever:
+        """A `Retriever` over this store and dense index, with this assistant's settings and caches."""
         s = self.settings
-        return Retriever(self._reader(), self._vectors, self.query_embedder, query_prompt=s.query_prompt,
+        return Retriever(store, dense, self.query_embedder, query_prompt=s.query_prompt,
                          candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt,
-                         means=self._means, doc_freq=self._doc_freq)
+                         means=self._means, doc_freq=self._doc_freq, pool=self._lexical_pool())
+
+    def _lexical_pool(self) -> ThreadPoolExecutor:
+        """Threads for the lexical queries (made on first use, one per concurrent search at most)."""
+        pool = self._pool
+        if pool is None:
+            with self._swap:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max(4, self.settings.max_concurrent),
+                                                    thread_name_prefix="assistant-lexical")
+                pool = self._pool
+        return pool
 
     def check_question(self, question: str) -> str:
         question = (question or "").strip()
@@ -290,6 +307,9 @@ class Assistant:
 
     def close(self) -> None:
         self._close_readers()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def __enter__(self) -> "Assistant":
         return self

@@ -120,18 +120,12 @@ def common_terms(terms: Sequence[str], df: dict[str, int], total: int) -> set[st
 
 
 def query_terms(question: str, max_terms: int = 32) -> list[str]:
-    """The question's distinct stems, in order."""
-    terms: list[str] = []
-    for term in analyse(question):
-        if term not in terms:
-            terms.append(term)
-    return terms[:max_terms]
+    """The question's distinct stems, in order (at most `max_terms`)."""
+    return list(dict.fromkeys(analyse(question)))[:max_terms]
 
 
-def match_expression(question: str, max_terms: int = 32, *, leave_out: Iterable[str] = ()) -> str | None:
-    """An FTS5 query OR-ing the question's distinct stems (but `leave_out`), or None when it has none."""
-    skip = set(leave_out)
-    terms = [t for t in query_terms(question, max_terms) if t not in skip]
+def match_expression(terms: Sequence[str]) -> str | None:
+    """An FTS5 query OR-ing `terms` (stems), or None when there are none."""
     if not terms:
         return None
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
@@ -144,12 +138,11 @@ def search(db: sqlite3.Connection, question: str, k: int, *, doc_freq: DocFreq |
     With `doc_freq` and an index of at least CUT_FROM chunks (`total`), stems common to
     more than COMMON_SHARE of the chunks are left out of the query, keeping the two rarest.
     """
-    leave_out: set[str] = set()
-    if doc_freq is not None and total >= CUT_FROM:
-        terms = query_terms(question)
-        if len(terms) > 2:
-            leave_out = common_terms(terms, doc_freq.counts(db, terms, total), total)
-    expression = match_expression(question, leave_out=leave_out)
+    terms = query_terms(question)
+    if doc_freq is not None and total >= CUT_FROM and len(terms) > 2:
+        leave_out = common_terms(terms, doc_freq.counts(db, terms, total), total)
+        terms = [t for t in terms if t not in leave_out]
+    expression = match_expression(terms)
     if expression is None:
         return []
     rows = db.execute(

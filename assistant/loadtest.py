@@ -245,7 +245,7 @@ def run_served_load(settings: "Settings", questions: Sequence[Question], options
 
     scratch = Path(tempfile.mkdtemp(prefix="loadtest-churn-"))
     dirs = [*settings.corpus_dirs, scratch]
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "assistant", "serve", "--index", str(settings.index_dir),
                "--model", settings.model, "--port", str(port), "--watch"]
     for d in dirs:
@@ -278,7 +278,8 @@ def run_served_load(settings: "Settings", questions: Sequence[Question], options
             bot.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket
 
     with socket.socket() as sock:
@@ -375,4 +376,4 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> N
 
 
 __all__ = ["LoadOptions", "LoadReport", "Question", "Churn", "check_loopback_url", "load_questions",
-           "run_load", "run_served_load", "check_answer", "format_report", "add_commands"]
+           "run_load", "run_served_load", "check_answer", "format_report", "free_port", "add_commands"]

@@ -119,10 +119,7 @@ class MilvusAssistant(Assistant):
         self.refresh()
         dense = self._vectors
         assert isinstance(dense, MilvusDense)
-        s = self.settings
-        return Retriever(dense.store.at(dense.generation), dense, self.query_embedder, query_prompt=s.query_prompt,
-                         candidates=s.candidates, max_per_doc=s.max_per_doc, passage_prompt=s.passage_prompt,
-                         means=self._means, doc_freq=self._doc_freq)
+        return self._retriever_over(dense.store.at(dense.generation), dense)
 
     def add_feedback(self, rating: int, question: str, answer: str, hits: list[dict[str, Any]]) -> int:
         return self._reader().add_feedback(rating, question, answer, hits)

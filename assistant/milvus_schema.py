@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 from .backend import StoreAddress
 from .errors import AssistantError, MissingExtraError
 from . import lexical
@@ -259,6 +261,12 @@ def tombstone(doc_id: str, born: int) -> dict[str, Any]:
     """The row that says: from generation `born` on, this document is gone (or being replaced)."""
     return {"key": doc_key(doc_id, born, 0), "doc_id": doc_id, "born": born, "part": 0, "nparts": 0, "tomb": True,
             "root": "", "hash": "", "size": 0, "mtime_ns": 0, "title": "", "lang": "", "data": "", "_v": [0.0, 0.0]}
+
+
+def unpack_vectors(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The ids and vectors of chunk rows, as arrays."""
+    ids = np.fromiter((int(r["id"]) for r in rows), dtype=np.int64, count=len(rows))
+    return ids, np.asarray([r["vector"] for r in rows], dtype=np.float32)
 
 
 def iterate(client: Any, collection: str, where: str, fields: list[str]) -> Iterator[dict[str, Any]]:

@@ -39,7 +39,7 @@ from .backend import StoreAddress
 from .errors import IndexCorruptError, IndexMismatchError
 from .milvus_schema import (BATCH, CHUNK_FIELDS, CHUNK_ROW, DOC_FIELDS, Names, batches, chunk_rows,
                             connect, create_collections, doc_rows, iterate, lit, lits, meta_value,
-                            pymilvus, tombstone)
+                            pymilvus, tombstone, unpack_vectors)
 from .milvus_tables import SideTables
 from .store import StoredChunk, StoredDocument
 from .types import Chunk, Document, Section
@@ -308,7 +308,7 @@ class MilvusStore(SideTables):
             cached = self._cached_vectors([r["embed_key"] for r in part])
             rows = [{"id": r["id"], "vector": cached[r["embed_key"]]} for r in part if r["embed_key"] in cached]
             if rows:
-                yield _unpack(rows)
+                yield unpack_vectors(rows)
 
     def vectors_by_language(self, limit: int) -> Iterator[tuple[str, np.ndarray]]:
         """Per document language, the vectors of up to `limit` of its current chunks (for centering)."""
@@ -370,7 +370,7 @@ class MilvusStore(SideTables):
     def lexical_search(self, question: str, k: int, *, doc_freq: Any = None,
                        total: int = 0) -> list[tuple[int, float]]:
         """BM25 over our stems (`doc_freq`, the default's common-stem cut, is not applied here)."""
-        terms = list(dict.fromkeys(lexical.analyse(question)))[:32]
+        terms = lexical.query_terms(question)
         if not terms or k <= 0:
             return []
         found = self.client.search(self.names.chunks, data=[" ".join(terms)], anns_field="sparse", limit=k,
@@ -395,8 +395,3 @@ class MilvusStore(SideTables):
 
     def close(self) -> None:
         self.client.close()
-
-
-def _unpack(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.fromiter((int(r["id"]) for r in rows), dtype=np.int64, count=len(rows))
-    return ids, np.asarray([r["vector"] for r in rows], dtype=np.float32)

@@ -13,9 +13,9 @@ vector. Diversity: at most `max_per_doc` chunks of one document in the top k.
 from __future__ import annotations
 
 import sqlite3
-import threading
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -52,10 +52,13 @@ class Retriever:
                  candidates: int = 50, max_per_doc: int = 3,
                  weights: FusionWeights = FusionWeights(), passage_prompt: str = "passage: ",
                  embed_unpublished: int = 4, means: LanguageMeans | None = None,
-                 doc_freq: lexical.DocFreq | None = None) -> None:
+                 doc_freq: lexical.DocFreq | None = None, pool: Executor | None = None) -> None:
         """`means`: score dense matches language-centred (see centering.py); None scores raw cosines.
-        `doc_freq`: stem counts for leaving common stems out of lexical queries in a large index."""
+        `doc_freq`: stem counts for leaving common stems out of lexical queries in a large index.
+        `pool`: runs the lexical query while the question is embedded (SQLite and torch release
+        the GIL, so the two overlap on two cores); without it, one after the other."""
         self.store = store
+        self.pool = pool
         self.doc_freq = doc_freq
         self.means = means
         self.passage_prompt = passage_prompt
@@ -79,9 +82,9 @@ class Retriever:
         dense: dict[int, float] = {}
         lex: dict[int, float] = {}
         qvec = None
-        lexical = None
-        if mode == "hybrid" and query_vector is None:  # the lexical query runs while the question is embedded
-            lexical = _Background(lambda: self._lexical(question, n))
+        lexical_job = None
+        if mode == "hybrid" and query_vector is None and self.pool is not None:
+            lexical_job = self.pool.submit(self._lexical, question, n)
         if mode in ("hybrid", "dense"):
             qvec = self.embed_query(question) if query_vector is None else query_vector
             if self.means is None:
@@ -90,8 +93,8 @@ class Retriever:
                 qvec = self.means.center_query(qvec, detect_language(question))
                 probe = [cid for cid, _ in self.index.search(qvec, 2 * n)]
                 dense = dict(sorted(self._score_stored(probe, qvec).items(), key=lambda kv: -kv[1])[:n])
-        if lexical is not None:
-            lex = lexical.result()
+        if lexical_job is not None:
+            lex = lexical_job.result()
         elif mode in ("hybrid", "lexical"):
             lex = self._lexical(question, n)
         if mode == "hybrid" and qvec is not None:
@@ -204,29 +207,3 @@ def _hit(stored: StoredChunk, score: float, rank: int, dense: float | None, lex:
                end=c.end, headings=c.headings, page=c.page, score=float(score), rank=rank,
                dense_score=dense, lexical_score=lex, lang=stored.lang)
 
-
-class _Background:
-    """`fn()` in a thread of its own; `result()` waits for it and returns its value or raises its error.
-
-    SQLite and FAISS release the GIL, as torch does while it embeds, so the lexical query
-    and the question's embedding overlap on two cores.
-    """
-
-    def __init__(self, fn: Callable[[], dict[int, float]]) -> None:
-        self._fn = fn
-        self._value: dict[int, float] = {}
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="assistant-lexical", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn()
-        except BaseException as exc:  # handed to the caller of result()
-            self._error = exc
-
-    def result(self) -> dict[int, float]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
