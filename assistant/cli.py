@@ -18,12 +18,12 @@ def _settings(args: argparse.Namespace) -> Settings:
                          corpus_dirs=getattr(args, "corpus", None) or None)
 
 
-def _open(args: argparse.Namespace, *, check: bool = True):  # type: ignore[no-untyped-def]
+def _open(args: argparse.Namespace, *, check: bool = True, embedder: Any = None):  # type: ignore[no-untyped-def]
     from .core import Assistant
 
     settings = _settings(args)
     _say(args, f"Loading model {settings.model} …")
-    return Assistant.open(settings=settings, check=check)
+    return Assistant.open(settings=settings, check=check, embedder=embedder)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:

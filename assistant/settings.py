@@ -50,6 +50,9 @@ class Settings:
     max_question_chars: int = 2000
     refuse_below: float = 0.82
     refuse_below_cross: float = 0.78
+    # `assistant serve` loads the model in a child process, beside the web server's own imports
+    # (ready sooner on two cores); off: in the server's process.
+    model_process: bool = True
     # Threads for torch (0: torch's default). 1 keeps query latency steady on a busy 2-core machine.
     num_threads: int = 0
     # Question-side vectors kept in memory (questions and the sentences answers quote); 0: off.

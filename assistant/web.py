@@ -126,7 +126,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "is unset: anyone who can reach it can read the documents through the chat; "
               "the admin tab is off.", file=sys.stderr)
     started = time.monotonic()
-    bot = _open(args, check=False)  # quick: the model loads in the warm-up, the index is checked there
+    embedder = None
+    if settings.model_process:  # starts importing torch and loading the model now, on the other core
+        from .model_process import ProcessEmbedder
+
+        embedder = ProcessEmbedder(settings)
+    bot = _open(args, check=False, embedder=embedder)  # quick: the index is checked in the warm-up
     watchers: list[Any] = []
 
     def warm_up() -> None:
@@ -144,9 +149,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.watch:
             watchers.append(_start_watcher(bot, settings.corpus_dirs))
 
-    # The warm-up (torch, sentence-transformers, the model) runs while this thread imports gradio and
-    # builds the app. Imports mostly hold the GIL, so this saves little, but the server listens and
-    # answers /api/health (503, "ready": false) as soon as the app is built.
+    # The warm-up (waiting for the model, checking and updating the index) runs while this thread
+    # imports gradio and builds the app. The model loads in its own process, so the two imports run
+    # on two cores; the server listens and answers /api/health (503, "ready": false) meanwhile.
     startup = Startup()
     startup.start(warm_up)
     _say(args, "Starting the web server …")
@@ -177,6 +182,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             watcher.stop()
         if startup.finished(0):
             bot.close()
+        if embedder is not None:
+            embedder.close()
     if startup.error is not None:
         raise startup.error
     return 0

@@ -51,3 +51,12 @@ class FakeEmbedder:
         # A stable hash (Python's hash() of str changes between runs).
         digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
         return int.from_bytes(digest, "little") % self.dimension
+
+
+class PickyEmbedder(FakeEmbedder):
+    """A `FakeEmbedder` that fails on any text containing "boom" (an error inside a model)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if any("boom" in text for text in texts):
+            raise ValueError("the model choked on boom")
+        return super().embed(texts)

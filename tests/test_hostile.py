@@ -271,6 +271,7 @@ def test_serve_warns_when_public_without_a_password(tmp_path: Path, monkeypatch:
     corpus.mkdir()
     (corpus / "vann.md").write_text(DOCS["vann.md"], encoding="utf-8")
     monkeypatch.setattr("assistant.core.load_embedder", lambda settings: FakeEmbedder())
+    monkeypatch.setenv("ASSISTANT_MODEL_PROCESS", "0")  # serve would load the real model in a child
     hosts: list[str] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self: hosts.append(self.config.host))  # never listens
     if password:

@@ -121,6 +121,19 @@ def test_tokenizer_is_loaded_as_written(sentence_model, packaged_dir: Path) -> N
     assert loaded("cafe\u0301")["input_ids"] == loaded("café")["input_ids"]
 
 
+def test_tokenizer_config_lists_the_added_tokens(sentence_model, packaged_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    # With `added_tokens_decoder` present, transformers does not parse tokenizer.json a second time
+    # in Python; it must say what tokenizer.json says (no added tokens), so special tokens are unchanged.
+    config = json.loads((packaged_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    written = json.loads((packaged_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    assert config["added_tokens_decoder"] == {} and written["added_tokens"] == []
+    tokenizer = sentence_model.tokenizer
+    assert tokenizer.special_tokens_map == {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                                            "sep_token": "</s>", "pad_token": "<pad>", "cls_token": "<s>",
+                                            "mask_token": "<mask>"}
+    assert tokenizer("<s> hei </s> <mask>")["input_ids"] == [0, 0, 30148, 6, 2, 6, 250001, 2]
+
+
 # ----------------------------------------------------------------- the cache
 
 

@@ -402,6 +402,7 @@ def test_flipped_bytes_in_the_store_are_one_line_telling_to_rebuild(
         tmp_path: Path, where: str, command: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("assistant.core.load_embedder", lambda settings: FakeEmbedder())
+    monkeypatch.setenv("ASSISTANT_MODEL_PROCESS", "0")  # serve would load the real model in a child
     corpus = make_corpus(tmp_path / "corpus")
     bot = open_bot(tmp_path, corpus)
     bot.index()
