@@ -8,9 +8,9 @@ chosen sentences by hit rank and position, and marks each with `[n]`, where
 `n` numbers the distinct passages cited. Every quote is an exact substring of
 its hit's text, so `citations.check_citations` can verify it.
 
-When nothing supports an answer (see `refusal_features` and `should_refuse`),
-the answer is a refusal in the question's language that keeps the hits, so a
-user interface can show them as "may be related".
+When nothing supports an answer (`refusal_features` gathers the signals,
+`refusal.should_refuse` decides), the answer is a refusal in the question's
+language that keeps the hits, so a user interface can show them as "may be related".
 
 Limits: the answer is a set of quotes, not a summary. Across languages it
 quotes the sources in their own language, with one line saying so.
@@ -30,8 +30,9 @@ import numpy as np
 from .citations import check_citations, citation_markers, format_sources
 from .language import detect_language, is_norwegian
 from .sentences import sentence_spans, strip_span
-from .settings import Settings
-from .terms import asks_for_quantity, content_words, numbers
+from .refusal import (DEFAULT_LEXICAL_BELOW, DEFAULT_REFUSE_BELOW, DEFAULT_REFUSE_BELOW_CROSS, REFUSAL,
+                      answer_type_features, refusal_answer, should_refuse)
+from .terms import content_words
 from .types import Answer, Citation, Hit
 
 if TYPE_CHECKING:  # the protocol lives with the embedders; compose only calls `embed`
@@ -55,12 +56,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REFUSAL = {
-    "nb": "Jeg fant ikke noe om dette i dokumentene.",
-    "nn": "Eg fann ikkje noko om dette i dokumenta.",
-    "en": "I could not find this in the documents.",
-}
-
 # Said before the quotes when the question and the quoted sources differ in language.
 CROSS_LANGUAGE_NOTE = {
     "en": "The sources are in Norwegian; here is what they say:",
@@ -68,12 +63,6 @@ CROSS_LANGUAGE_NOTE = {
     "nb": "Kildene er på engelsk; dette er hva de sier:",
     "nn": "Kjeldene er på engelsk; dette er kva dei seier:",
 }
-
-# Calibrated on the dev set with multilingual-e5-small and the e5 prompts (see README, "Refusal"):
-# the best sentence's cosine with the question, when question and passage share a language ...
-DEFAULT_REFUSE_BELOW: float = Settings.refuse_below
-# ... and when they do not (an English question over Norwegian passages scores lower).
-DEFAULT_REFUSE_BELOW_CROSS: float = Settings.refuse_below_cross
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _BULLET = re.compile(r"(?:#{1,6}\s+|[-*•–]\s+|\d+[.)]\s+|>\s+)+")
@@ -190,25 +179,11 @@ def _score(question: str, hits: Sequence[Hit], embedder: "Embedder", *, query_pr
     return _Scored(candidates, s @ q, _lexical_scores(question, candidates), s, embed_seconds)
 
 
-def _quantity_unmet(question: str, hits: Sequence[Hit], min_shared: int = 2) -> bool:
-    """A quantity question whose top 3 passages state no new number near its words."""
-    if not asks_for_quantity(question):
-        return False
-    asked = numbers(question)
-    terms = set(content_words(question))
-    need = min(min_shared, len(terms))
-    for hit in hits[:3]:
-        for a, b in sentence_spans(hit.text):
-            sentence = hit.text[a:b]
-            if numbers(sentence) - asked and len(terms & set(content_words(sentence))) >= need:
-                return False
-    return True
-
-
 def _features(question: str, hits: Sequence[Hit], scored: _Scored, lang: str) -> dict[str, float]:
     top = hits[0] if hits else None
     best = int(np.argmax(scored.dense)) if len(scored.dense) else -1
     best_lang = hits[scored.candidates[best].hit_index].lang if best >= 0 else lang
+    cross = is_norwegian(lang) != is_norwegian(best_lang)
     return {
         "best_dense": float(scored.dense[best]) if best >= 0 else 0.0,
         "best_lexical": float(scored.lexical.max()) if len(scored.lexical) else 0.0,
@@ -216,8 +191,8 @@ def _features(question: str, hits: Sequence[Hit], scored: _Scored, lang: str) ->
         "top_score": float(top.score) if top else 0.0,
         "top_dense": float(top.dense_score) if top and top.dense_score is not None else 0.0,
         "candidates": float(len(scored.candidates)),
-        "cross_language": float(is_norwegian(lang) != is_norwegian(best_lang)),
-        "quantity_unmet": float(_quantity_unmet(question, hits)),
+        "cross_language": float(cross),
+        **answer_type_features(question, hits, cross_language=cross),
     }
 
 
@@ -228,8 +203,8 @@ def refusal_features(question: str, hits: Sequence[Hit], embedder: "Embedder", *
 
     `best_dense`: the best candidate sentence's cosine with the question;
     `cross_language`: 1 when that sentence's passage is in another language than the question;
-    `quantity_unmet`: 1 when the question asks how many / how much / when and the
-    top 3 passages state no number beside at least two of its content words;
+    `quantity_unmet`, `money_unmet`, `person_unmet`, `name_missing`: 1 when the top passages
+    lack the kind of answer the question asks for (see `refusal.answer_type_features`);
     `best_lexical`: the best IDF-weighted share of the question's content words in a sentence;
     `coverage`: the share of those words found anywhere in the top 3 hits;
     `top_score` / `top_dense`: the first hit's fused and dense retrieval scores.
@@ -238,18 +213,6 @@ def refusal_features(question: str, hits: Sequence[Hit], embedder: "Embedder", *
     scored = _score(question, hits, embedder, query_prompt=query_prompt,
                     passage_prompt=passage_prompt, max_hits=max_hits)
     return _features(question, hits, scored, lang)
-
-
-def should_refuse(features: dict[str, float], *, refuse_below: float = DEFAULT_REFUSE_BELOW,
-                  refuse_below_cross: float = DEFAULT_REFUSE_BELOW_CROSS,
-                  check_quantities: bool = True) -> bool:
-    """Refuse when the best sentence is too far from the question, or a quantity is asked and none is given."""
-    if features.get("candidates", 0.0) <= 0:
-        return True
-    if check_quantities and features.get("quantity_unmet", 0.0) > 0:
-        return True
-    threshold = refuse_below_cross if features.get("cross_language", 0.0) > 0 else refuse_below
-    return features["best_dense"] < threshold
 
 
 def _mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float,
@@ -294,17 +257,11 @@ def _with_context(chosen: list[int], candidates: Sequence[Candidate], hits: Sequ
     return picked
 
 
-def refusal_answer(question: str, hits: Sequence[Hit], *, lang: str,
-                   timings: dict[str, float] | None = None) -> Answer:
-    """The refusal in the question's language, keeping the hits as "may be related"."""
-    return Answer(question=question, text=REFUSAL.get(lang, REFUSAL["nb"]), citations=(),
-                  hits=tuple(hits), lang=lang, refused=True, timings=dict(timings or {}), backend="refusal")
-
-
 def compose_extractive(question: str, hits: Sequence[Hit], embedder: "Embedder", *, lang: str,
                        query_prompt: str = "query: ", passage_prompt: str = "passage: ",
                        max_sentences: int = 4, refuse_below: float = DEFAULT_REFUSE_BELOW,
-                       refuse_below_cross: float = DEFAULT_REFUSE_BELOW_CROSS, check_quantities: bool = True,
+                       refuse_below_cross: float = DEFAULT_REFUSE_BELOW_CROSS,
+                       lexical_below: float = DEFAULT_LEXICAL_BELOW, check_answer_type: bool = True,
                        max_hits: int = 5, lexical_weight: float = 0.3, diversity: float = 0.3,
                        relative_floor: float = 0.06) -> Answer:
     """Answer `question` by quoting the best sentences of `hits`, each marked `[n]`.
@@ -321,7 +278,7 @@ def compose_extractive(question: str, hits: Sequence[Hit], embedder: "Embedder",
                     passage_prompt=passage_prompt, max_hits=max_hits)
     features = _features(question, hits, scored, lang)
     if should_refuse(features, refuse_below=refuse_below, refuse_below_cross=refuse_below_cross,
-                     check_quantities=check_quantities):
+                     lexical_below=lexical_below, check_answer_type=check_answer_type):
         log.debug("refusing %r: %s", question, features)
         elapsed = time.perf_counter() - t0
         return refusal_answer(question, hits, lang=lang, timings={

@@ -3,7 +3,10 @@
 `content_words` drops Norwegian and English stop words and strips one common
 suffix, so "søknaden" and "søknad" match. `asks_for_quantity` and `numbers`
 back the refusal rule "a question asking how many / how much / when needs a
-number in the passages". Deliberately small and dependency-free; retrieval has
+number in the passages"; `asks_for_money` / `states_money` ("how much does it
+cost" needs an amount in kroner), `asks_for_person` / `names` ("who" needs a
+name) and `question_names` (a place or name the question is about, "i Oslo",
+must occur in the passages) back the other answer-type rules. Deliberately small and dependency-free; retrieval has
 its own analyser.
 """
 
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "asks_for_quantity"]
+__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "asks_for_quantity", "asks_for_money",
+           "states_money", "asks_for_person", "names", "question_names", "mentions"]
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _SUFFIXES = ("heten", "ene", "ane", "ens", "ing", "ers", "er", "en", "et", "ar", "a", "e", "s")
@@ -73,3 +77,99 @@ def numbers(text: str) -> set[str]:
     """Tokens that state a quantity: anything with a digit, and number words ("tre", "fifth")."""
     return {w for w in (m.group().lower() for m in _WORD.finditer(text))
             if w in _NUMBER_WORDS or any(ch.isdigit() for ch in w)}
+
+
+_MONEY = re.compile(
+    r"\b(?:kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|bevilg\w*|amount|"
+    r"beløp\w*|spend\w*|spent|surplus|overskudd\w*|underskudd\w*|deficit|gebyr\w*|fees?|lønn\w*|salary)\b",
+    re.IGNORECASE,
+)
+_COUNT = re.compile(r"\b(?:hvor mange|kor mange|how many|antall|number of)\b", re.IGNORECASE)
+_AMOUNT = re.compile(r"\b(?:amount|beløp\w*)\b", re.IGNORECASE)
+_CURRENCY = re.compile(r"\b(?:kr|kroner|krone|nok|eur|euro|usd|dollars?)\b|[€$£]", re.IGNORECASE)
+_PERSON = re.compile(r"^\s*(?:hvem|kven|who)\b", re.IGNORECASE)
+# "Norwegian", "English", "Swedish": capitalised in English, but adjectives, not names.
+_ADJECTIVE = re.compile(r"(?:ian|ish|ese|isk|sk|ske)$", re.IGNORECASE)
+
+
+def asks_for_money(question: str) -> bool:
+    """Does the question ask what something costs, pays or is budgeted ("Hva koster ...", "How much did X pay")?
+
+    A count ("Hvor mange priser deles ut?") is not an amount of money.
+    """
+    return (bool(_MONEY.search(question)) and not _COUNT.search(question)
+            and (asks_for_quantity(question) or bool(_AMOUNT.search(question))))
+
+
+def states_money(sentence: str) -> bool:
+    """Does the sentence state an amount of money: a number and a currency ("341 kr", "60 millioner kroner")?"""
+    return bool(_CURRENCY.search(sentence)) and any(ch.isdigit() for ch in sentence) or bool(
+        re.search(r"\b(?:millioner|milliarder|million|billion)\s+(?:kroner|kr|nok|euro|dollars?)\b", sentence,
+                  re.IGNORECASE))
+
+
+def asks_for_person(question: str) -> bool:
+    """Does the question ask who ("Hvem ...", "Who ...")?"""
+    return bool(_PERSON.search(question))
+
+
+def _tokens(text: str) -> list[str]:
+    return [re.sub(r"'s$", "", m.group()) for m in _WORD.finditer(text)]
+
+
+def names(sentence: str, known: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Capitalised words of a sentence that are names: not the first word, unless `known` (lower case) has it.
+
+    `known` holds words seen capitalised inside a sentence elsewhere, so "Microsoft og ..." counts.
+    """
+    out = []
+    for i, w in enumerate(_tokens(sentence)):
+        if not w[0].isupper() or w.lower() in STOPWORDS or any(ch.isdigit() for ch in w):
+            continue
+        if i > 0 or w.lower() in known:
+            out.append(w)
+    return out
+
+
+_JOINERS = frozenset("and of for the".split())  # English names: "Directorate of Health"
+
+
+def _capitalised(words: list[str], j: int) -> bool:
+    return 0 < j < len(words) and words[j][:1].isupper()
+
+
+def question_names(question: str) -> list[str]:
+    """Names the question is about: capitalised words after the first ("i Oslo", "the CEO").
+
+    Runs of capitalised words, also across "and", "of" ("Contact and Reservation Register",
+    "Tromsø Airport") are left out, since
+    an English question often translates a Norwegian name, and so are adjectives such as "Norwegian".
+    """
+    words = _tokens(question)
+    out = []
+    for i, w in enumerate(words):
+        if i == 0 or not w[0].isupper() or w.lower() in STOPWORDS or _ADJECTIVE.search(w):
+            continue
+        if any(_capitalised(words, j) for j in (i - 2, i - 1, i + 1, i + 2)
+               if 0 < j < len(words) and (abs(j - i) == 1 or words[(i + j) // 2].lower() in _JOINERS)):
+            continue
+        out.append(w)
+    return out
+
+
+# English names whose Norwegian form differs: an English question about "Norway" is answered by "Norge".
+_NORWEGIAN_FORMS = {
+    "norway": ("norge", "noreg", "norsk"), "europe": ("europa", "europeisk"), "sweden": ("sverige", "svensk"),
+    "denmark": ("danmark", "dansk"), "iceland": ("island", "islandsk"), "ai": ("ki",),
+}
+
+
+def mentions(text: str, word: str) -> bool:
+    """Does `text` contain `word`, allowing an inflected ending ("Oslo" in "Oslos", "Bergen" in "Bergens")
+    and, for the few English names whose Norwegian form differs, that form ("Norway": "Norge")?"""
+    lowered = text.lower()
+    for w in (word.lower(), *_NORWEGIAN_FORMS.get(word.lower(), ())):
+        stem_ = w[: max(4, len(w) - 2)] if len(w) > 4 else w
+        if re.search(r"(?<![0-9a-zæøåäöüéèàáóò])" + re.escape(stem_), lowered):
+            return True
+    return False

@@ -200,7 +200,7 @@ def test_a_quantity_question_without_a_number_in_the_passages_is_refused() -> No
     met = refusal_features("Hvor mange virksomheter sitter i produktrådet til Designsystemet?", hits, emb, lang="nb")
     year = refusal_features("Hvor mange kommuner bruker søknaden om sosialhjelp i 2024?", hits, emb, lang="nb")
     assert (unmet["quantity_unmet"], met["quantity_unmet"], year["quantity_unmet"]) == (1.0, 0.0, 1.0)
-    assert should_refuse(unmet, refuse_below=-1) and not should_refuse(unmet, refuse_below=-1, check_quantities=False)
+    assert should_refuse(unmet, refuse_below=-1) and not should_refuse(unmet, refuse_below=-1, check_answer_type=False)
     answer = compose_extractive("Hvor mange virksomheter sitter i produktrådet til Designsystemet?", hits, emb,
                                 lang="nb")
     assert not answer.refused and "13 virksomheter" in answer.text
@@ -264,7 +264,8 @@ def test_every_dev_question_gets_checked_citations_over_its_own_document() -> No
         paragraphs = [p for p in re.split(r"\n\s*\n", text) if len(p.strip()) > 40]
         hits = ranked_for(row["question"], paragraphs)
         answer = compose_extractive(row["question"], hits, BagEmbedder(), lang=row["lang"], refuse_below=-1.0,
-                                    refuse_below_cross=-1.0, check_quantities=False)
+                                    refuse_below_cross=-1.0, lexical_below=-1.0,
+                                    check_answer_type=False)
         assert check_citations(answer), row["id"]
         assert not answer.refused and answer.citations, row["id"]
         answered += 1
@@ -282,3 +283,33 @@ def test_sentences_with_bracketed_numbers_are_never_quoted() -> None:
               score=1.0, rank=1)
     sentences = [c.text for c in candidate_sentences([hit])]
     assert sentences == ["Kommunene samarbeider om digitale løsninger for innbyggerne."]
+
+
+def test_answer_type_rules_refuse_a_missing_amount_name_or_place() -> None:
+    hits = make_hits([
+        "Analysen er utført av Agenda Kaupang på oppdrag fra Digdir høsten 2025.",
+        "Saksbehandlingstiden for sosialhjelp varierer fra kommune til kommune.",
+        "Enhetsverdien er verdien av fritid, som tilsvarer 341 kr per time.",
+        "Over 300 virksomheter er med i fellesskapet rundt Designsystemet.",
+    ])
+    emb = BagEmbedder()
+    f = lambda q, lang="nb": refusal_features(q, hits, emb, lang=lang)  # noqa: E731
+    assert f("Hvor mye betalte Digdir Agenda Kaupang for analysen?")["money_unmet"] == 1.0
+    assert f("Hvor mye er verdien av fritid per time?")["money_unmet"] == 0.0
+    assert f("Hvor mange priser deles ut?")["money_unmet"] == 0.0  # a count, not money
+    assert f("Hvem utførte analysen for Digdir?")["person_unmet"] == 0.0
+    assert f("Hvem leder saksbehandlingen av sosialhjelp?")["person_unmet"] == 1.0
+    assert f("Hva er saksbehandlingstiden for sosialhjelp i Oslo kommune?")["name_missing"] == 1.0
+    assert f("Hva er saksbehandlingstiden for sosialhjelp?")["name_missing"] == 0.0
+    assert f("What did the Contact and Reservation Register say?", "en")["name_missing"] == 0.0
+    oslo = f("Hva er saksbehandlingstiden for sosialhjelp i Oslo kommune?")
+    assert should_refuse(oslo, refuse_below=-1) and not should_refuse(oslo, refuse_below=-1, check_answer_type=False)
+
+
+def test_names_with_another_norwegian_form_count_as_mentioned() -> None:
+    from assistant.terms import mentions, question_names
+
+    assert question_names("What is the scope of the white paper for municipalities in Norway?") == ["Norway"]
+    assert mentions("Skopet er kommunal sektor i Norge.", "Norway")
+    assert mentions("Bruk av KI-verktøy oppfordres.", "AI")
+    assert mentions("Bergens kommune", "Bergen") and not mentions("Kommunene i Trøndelag", "Bergen")

@@ -38,7 +38,7 @@ def test_retrieval_floor(result: dict) -> None:
 
 def test_answers_cite_real_passages(result: dict) -> None:
     assert result["citation_validity"] == 1.0
-    assert result["refusal_rate"] >= 0.5  # measured 0.5 (2 of 4) at the default thresholds
+    assert result["refusal_rate"] >= 0.75  # measured 0.75 (3 of 4) at the default thresholds
     assert result["false_refusal_rate"] <= 0.05  # measured 0.0 (0 of 34)
 
 
@@ -47,10 +47,21 @@ def test_our_own_unanswerable_questions_are_refused(result: dict, real_embedder,
     bot = Assistant.open(settings=settings, embedder=real_embedder)  # the index `result` built
     extra = run_eval(Path(__file__).parent / "data" / "unanswerable.jsonl", settings=settings,
                      corpus_dirs=[shared("corpus")], assistant=bot)
-    assert extra["n_unanswerable"] == 12 and extra["refusal_rate"] >= 0.7  # measured 0.75 (9 of 12)
+    assert extra["n_unanswerable"] == 12 and extra["refusal_rate"] >= 0.9  # measured 1.0 (12 of 12)
 
 
-@pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached (2 of 4 dev unanswerables)")
+def test_probe_questions_are_refused_or_answered(result: dict, real_embedder,  # type: ignore[no-untyped-def]
+                                                 settings: Settings) -> None:
+    # 23 unanswerable near misses and 26 answerable questions the project wrote (data/probes.jsonl).
+    bot = Assistant.open(settings=settings, embedder=real_embedder)
+    probes = run_eval(Path(__file__).parent / "data" / "probes.jsonl", settings=settings,
+                      corpus_dirs=[shared("corpus")], assistant=bot)
+    assert probes["n_unanswerable"] == 23 and probes["refusal_rate"] >= 0.75  # measured 0.78 (18 of 23)
+    assert probes["n"] == 26 and probes["false_refusal_rate"] <= 0.05  # measured 0.038 (1 of 26)
+    assert probes["citation_validity"] == 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached on the dev set (3 of 4 unanswerables)")
 def test_refusal_goal(result: dict) -> None:
     assert result["refusal_rate"] >= 0.8
 
