@@ -110,3 +110,21 @@ def test_an_error_in_the_lexical_thread_reaches_the_caller(bot: Assistant, monke
     monkeypatch.setattr(retrieve.Retriever, "_lexical", broken)
     with pytest.raises(RuntimeError, match="lexical index gone"):
         bot.search("Hvordan søker man om sosialhjelp?", k=3)
+
+
+def test_a_passage_with_one_sentence_holding_the_question_moves_up(bot: Assistant) -> None:
+    from types import SimpleNamespace
+
+    spread = "Søknaden sendes digitalt. Mange kommuner har sosialhjelp. Det gjelder økonomisk støtte."
+    together = "Kommunen har parkering. Søknad om økonomisk sosialhjelp sendes digitalt til kommunen."
+    chunks = {1: SimpleNamespace(chunk=SimpleNamespace(text=spread)),
+              2: SimpleNamespace(chunk=SimpleNamespace(text=together)),
+              3: SimpleNamespace(chunk=SimpleNamespace(text="Skolen har nye lokaler."))}
+    scored = [(1, 0.90), (2, 0.85), (3, 0.10)]
+    r = bot.retriever()
+    question = "Hvordan sendes søknad om økonomisk sosialhjelp?"
+    boosted = r._sentence_boost(question, scored, chunks)  # type: ignore[arg-type]
+    assert [c for c, _ in boosted] == [2, 1, 3] and all(b >= s for (_, s), (_, b) in zip(
+        sorted(scored), sorted(boosted)))
+    english = "How is the application for financial social assistance sent?"
+    assert r._sentence_boost(english, scored, chunks) == scored  # type: ignore[arg-type]  # English: no boost
