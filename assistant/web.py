@@ -131,7 +131,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .model_process import ProcessEmbedder
 
         embedder = ProcessEmbedder(settings)
-    bot = _open(args, check=False, embedder=embedder)  # quick: the index is checked in the warm-up
+    try:
+        bot = _open(args, check=False, embedder=embedder)  # quick: the index is checked in the warm-up
+    except BaseException:
+        if embedder is not None:
+            embedder.close()
+        raise
     watchers: list[Any] = []
 
     def warm_up() -> None:
