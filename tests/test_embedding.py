@@ -195,3 +195,5 @@ def test_weights_that_borrow_a_memory_map_get_their_own_copy() -> None:
     mapped[:4] = np.float32(99).tobytes()
     assert weight[0, 0].item() == 0.0  # no longer reads the borrowed bytes
     assert own_weights(model) == 0
+    weight.data = torch.frombuffer(mapped, dtype=torch.float32).view(2, 2)
+    assert own_weights(model, leave=(weight,)) == 0 and not weight.untyped_storage().resizable()
