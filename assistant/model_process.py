@@ -83,13 +83,19 @@ class ProcessEmbedder:
         return child.proc.pid if child is not None else None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The vectors of `texts`. A child that dies during the call is replaced and asked once more."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
         items = list(texts)
         child = self._ready()
         if not items:
             return np.zeros((0, child.dimension), dtype=np.float32)
-        return child.submit(items).result()
+        try:
+            return child.submit(items).result()
+        except AssistantError:
+            if not child.crashed:  # an error of the model itself is the caller's
+                raise
+        return self._ready().submit(items).result()
 
     def close(self) -> None:
         """Stop the child (it finishes nothing that is still queued)."""
@@ -148,7 +154,10 @@ class _Child:
         self._send_lock = threading.Lock()
         self._pending: dict[int, Future[np.ndarray]] = {}
         self._ids = itertools.count()
-        self._send(("settings", settings, factory))
+        try:
+            self._send(("settings", settings, factory))
+        except OSError:  # it died at once; the reader sees the closed socket and says so
+            pass
         self._reader = threading.Thread(target=self._read, name="assistant-model-replies", daemon=True)
         self._reader.start()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from typing import Sequence
 
 import numpy as np
@@ -54,9 +55,12 @@ class FakeEmbedder:
 
 
 class PickyEmbedder(FakeEmbedder):
-    """A `FakeEmbedder` that fails on any text containing "boom" (an error inside a model)."""
+    """A `FakeEmbedder` that fails on any text containing "boom" (an error inside a model),
+    and takes two seconds over any text containing "slow"."""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if any("boom" in text for text in texts):
             raise ValueError("the model choked on boom")
+        if any("slow" in text for text in texts):
+            time.sleep(2.0)
         return super().embed(texts)

@@ -119,6 +119,17 @@ def test_a_killed_child_is_started_again_on_the_next_call(fake_process: ProcessE
     assert fake_process.restarts == 1 and fake_process.pid not in (None, first)
 
 
+def test_a_call_whose_child_dies_under_it_is_asked_again_of_a_new_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    with ProcessEmbedder(Settings.load(env={}), factory="fakes:PickyEmbedder") as embedder:
+        first = embedder.pid
+        assert first is not None and embedder.dimension == 64
+        threading.Timer(0.5, os.kill, (first, signal.SIGKILL)).start()  # while it embeds "slow"
+        got = embedder.embed(["a slow text"])
+        np.testing.assert_allclose(got, FakeEmbedder().embed(["a slow text"]), atol=1e-6)
+        assert embedder.restarts == 1 and embedder.pid != first
+
+
 def test_a_model_that_cannot_load_is_an_error_every_time_not_a_restart_loop() -> None:
     embedder = ProcessEmbedder(Settings.load(env={}, model="/no/such/model/folder"))
     try:
