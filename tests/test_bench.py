@@ -151,3 +151,12 @@ def test_milvus_section_compares_with_faiss(tmp_path: Path) -> None:
     assert 0 < row["milvus_hnsw"]["recall@10"] <= 1.0
     assert row["milvus_flat"]["p50_ms"] > 0 and row["milvus_flat"]["lexical"]["p50_ms"] > 0
     assert "milvus flat" in format_table(r)
+
+
+def test_a_child_reports_its_own_peak_memory_not_its_parents() -> None:
+    ballast = bytearray(400 * 1024 * 1024)  # this process holds 400 MB when it starts the child
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+    code = "from assistant.bench_child import _peak_rss_mb; print(_peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    del ballast
+    assert 5 < float(out) < 200  # ru_maxrss would say over 400 here
