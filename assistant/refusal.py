@@ -13,8 +13,8 @@ passages supports an answer. Two kinds of signal decide it:
 
 The second kind catches the near misses that similarity alone lets through: a
 question on a topic the documents cover, about a fact they do not state.
-Calibrated on the dev questions and the project's own unanswerables (README,
-"Answers"). `refusal_answer` says so in the question's language and keeps the
+Calibrated on the dev questions and on questions of the project's own
+(`tests/data/unanswerable.jsonl`, `tests/data/probes.jsonl`; README, "Answers"). `refusal_answer` says so in the question's language and keeps the
 hits, so a user interface can show them as "may be related".
 """
 
@@ -37,7 +37,7 @@ REFUSAL = {
     "en": "I could not find this in the documents.",
 }
 
-# Calibrated on the dev set with multilingual-e5-small and the e5 prompts (see README, "Refusal"):
+# Calibrated on the dev set with multilingual-e5-small and the e5 prompts (README, "Refusal calibration"):
 # the best sentence's cosine with the question, when question and passage share a language ...
 DEFAULT_REFUSE_BELOW: float = Settings.refuse_below
 # ... and when they do not (an English question over Norwegian passages scores lower).
