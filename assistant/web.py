@@ -185,12 +185,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         for watcher in watchers:
             watcher.stop()
+        error = startup.error  # taken before stopping the model's process, which a loading warm-up would report
         if startup.finished(0):
             bot.close()
         if embedder is not None:
             embedder.close()
-    if startup.error is not None:
-        raise startup.error
+    if error is not None:
+        raise error
     return 0
 
 
