@@ -5,9 +5,9 @@ suffix, so "søknaden" and "søknad" match. `asks_for_quantity` and `numbers`
 back the refusal rule "a question asking how many / how much / when needs a
 number in the passages"; `asks_for_money` / `states_money` ("how much does it
 cost" needs an amount in kroner), `asks_for_person` / `names` ("who" needs a
-name) and `question_names` (a place or name the question is about, "i Oslo",
-must occur in the passages) back the other answer-type rules. Deliberately small and dependency-free; retrieval has
-its own analyser.
+name) and `question_names` / `mentions` (a place or name the question is
+about, "i Oslo", must occur in the passages) back the other answer-type rules.
+Deliberately small and dependency-free; retrieval has its own analyser.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ _MONEY = re.compile(
 _COUNT = re.compile(r"\b(?:hvor mange|kor mange|how many|antall|number of)\b", re.IGNORECASE)
 _AMOUNT = re.compile(r"\b(?:amount|beløp\w*)\b", re.IGNORECASE)
 _CURRENCY = re.compile(r"\b(?:kr|kroner|krone|nok|eur|euro|usd|dollars?)\b|[€$£]", re.IGNORECASE)
+_MILLIONS = re.compile(r"\b(?:millioner|milliarder|million|billion)\s+(?:kroner|kr|nok|euro|dollars?)\b",
+                       re.IGNORECASE)
 _PERSON = re.compile(r"^\s*(?:hvem|kven|who)\b", re.IGNORECASE)
 # "Norwegian", "English", "Swedish": capitalised in English, but adjectives, not names.
 _ADJECTIVE = re.compile(r"(?:ian|ish|ese|isk|sk|ske)$", re.IGNORECASE)
@@ -103,9 +105,8 @@ def asks_for_money(question: str) -> bool:
 
 def states_money(sentence: str) -> bool:
     """Does the sentence state an amount of money: a number and a currency ("341 kr", "60 millioner kroner")?"""
-    return bool(_CURRENCY.search(sentence)) and any(ch.isdigit() for ch in sentence) or bool(
-        re.search(r"\b(?:millioner|milliarder|million|billion)\s+(?:kroner|kr|nok|euro|dollars?)\b", sentence,
-                  re.IGNORECASE))
+    return ((bool(_CURRENCY.search(sentence)) and any(ch.isdigit() for ch in sentence))
+            or bool(_MILLIONS.search(sentence)))
 
 
 def asks_for_person(question: str) -> bool:
@@ -134,23 +135,19 @@ def names(sentence: str, known: frozenset[str] | set[str] = frozenset()) -> list
 _JOINERS = frozenset("and of for the".split())  # English names: "Directorate of Health"
 
 
-def _capitalised(words: list[str], j: int) -> bool:
-    return 0 < j < len(words) and words[j][:1].isupper()
-
-
 def question_names(question: str) -> list[str]:
     """Names the question is about: capitalised words after the first ("i Oslo", "the CEO").
 
     Runs of capitalised words, also across "and", "of" ("Contact and Reservation Register",
-    "Tromsø Airport") are left out, since
-    an English question often translates a Norwegian name, and so are adjectives such as "Norwegian".
+    "Tromsø Airport"), are left out, since an English question often translates a Norwegian
+    name, and so are adjectives such as "Norwegian".
     """
     words = _tokens(question)
     out = []
     for i, w in enumerate(words):
         if i == 0 or not w[0].isupper() or w.lower() in STOPWORDS or _ADJECTIVE.search(w):
             continue
-        if any(_capitalised(words, j) for j in (i - 2, i - 1, i + 1, i + 2)
+        if any(words[j][:1].isupper() for j in (i - 2, i - 1, i + 1, i + 2)
                if 0 < j < len(words) and (abs(j - i) == 1 or words[(i + j) // 2].lower() in _JOINERS)):
             continue
         out.append(w)
