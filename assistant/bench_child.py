@@ -22,15 +22,10 @@ from typing import Any, Sequence  # noqa: E402
 
 
 def _embedder(args: argparse.Namespace) -> Any:
-    if args.embedder:
-        import importlib
-
-        module, _, attr = args.embedder.partition(":")
-        return getattr(importlib.import_module(module), attr)()
-    from .embedding import load_embedder
+    from .embedding import embedder_from_factory, load_embedder
     from .settings import Settings
 
-    return load_embedder(Settings.load(model=args.model))
+    return embedder_from_factory(args.embedder) if args.embedder else load_embedder(Settings.load(model=args.model))
 
 
 def _interpreter_seconds() -> float:

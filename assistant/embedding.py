@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Embedder", "CachedEmbedder", "SentenceTransformerEmbedder", "load_embedder", "own_weights",
-           "float16_token_table",
+           "float16_token_table", "embedder_from_factory",
            "folder_fingerprint", "MAX_SEQ_LENGTH"]
 
 MAX_SEQ_LENGTH = 512  # tokens; longer inputs are truncated by the model
@@ -329,6 +329,14 @@ def load_embedder(settings: Settings) -> Embedder:
     if _looks_like_path(name):
         raise AssistantError(f"cannot load model {name}: no such folder")
     return SentenceTransformerEmbedder(name, model_id=name, fingerprint=name, **options)
+
+
+def embedder_from_factory(spec: str) -> Embedder:
+    """The embedder that a "module:callable" spec makes (tests and the bench pass their fakes this way)."""
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)()  # type: ignore[no-any-return]
 
 
 def folder_fingerprint(folder: Path) -> str:

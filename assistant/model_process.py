@@ -247,14 +247,9 @@ class _Child:
 
 # -- the child -----------------------------------------------------------------------
 def _load(settings: Settings, factory: str | None) -> Any:
-    if factory:
-        import importlib
+    from .embedding import embedder_from_factory, load_embedder
 
-        module, _, attr = factory.partition(":")
-        return getattr(importlib.import_module(module), attr)()
-    from .embedding import load_embedder
-
-    return load_embedder(settings)
+    return embedder_from_factory(factory) if factory else load_embedder(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,7 +269,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         embedder = _load(settings, factory)
         identity = (embedder.model_id, embedder.fingerprint, int(embedder.dimension))
-        embedder.embed([settings.query_prompt + "oppvarming"])  # the first call is slow (about 1 s): not a user's
     except Exception as exc:  # reported to the server, which shows it
         try:
             conn.send(("failed", str(exc) or type(exc).__name__))

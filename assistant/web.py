@@ -141,9 +141,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def warm_up() -> None:
         """Load the model, check the stamp and bring the index up to date (then watch, if asked)."""
+        # Loads the model (or waits for its process) and runs its slow first call (about 1 s), not a user's.
+        bot.embedder.embed([settings.query_prompt + "oppvarming"])
         if args.no_index:  # an app server sharing a store that another process indexes
             _say(args, f"Serving the index as it is: {bot.info().documents} documents.")
-            bot.embedder.embed([bot.settings.query_prompt + "oppvarming"])  # load the model now
             return
         _say(args, f"Indexing {', '.join(str(d) for d in settings.corpus_dirs)} …")
         report = bot.index(settings.corpus_dirs, progress=_progress_bar(sys.stderr.isatty()) or _log_progress())
