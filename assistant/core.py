@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 from . import lexical, vectors
 from .centering import LanguageMeans
 from .chunking import ChunkParams
-from .embedding import CachedEmbedder, Embedder, load_embedder
+from .embedding import CachedEmbedder, Embedder, load_embedder, question_embedder
 from .errors import IndexWriteError, QuestionError
 from .generate import Generator
 from .indexing import Indexer, Progress, is_locked, writer_lock
@@ -80,8 +80,9 @@ class Assistant:
         self._doc_freq = lexical.DocFreq()
         self._store_id: tuple[int, int] | None = None
         self._pool: ThreadPoolExecutor | None = None  # runs lexical queries beside the question's embedding
-        self.query_embedder: Embedder = (CachedEmbedder(embedder, settings.embed_cache)
-                                         if settings.embed_cache > 0 else embedder)
+        questions = question_embedder(embedder)  # the packaged model's numpy engine: no torch import
+        self.query_embedder: Embedder = (CachedEmbedder(questions, settings.embed_cache)
+                                         if settings.embed_cache > 0 else questions)
 
     @classmethod
     def open(cls, index_dir: str | Path | None = None, *, settings: Settings | None = None,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["Embedder", "CachedEmbedder", "SentenceTransformerEmbedder", "load_embedder", "own_weights",
-           "float16_token_table", "embedder_from_factory",
+           "float16_token_table", "embedder_from_factory", "question_embedder",
            "folder_fingerprint", "MAX_SEQ_LENGTH"]
 
 MAX_SEQ_LENGTH = 512  # tokens; longer inputs are truncated by the model
@@ -86,6 +86,7 @@ class SentenceTransformerEmbedder:
         batch_size: int = 16,
         num_threads: int | None = None,
         float16_weights: bool = False,
+        questions: Embedder | None = None,
     ) -> None:
         if batch_size < 1:
             raise AssistantError(f"batch size must be at least 1, got {batch_size}")
@@ -98,6 +99,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.num_threads = num_threads
         self.float16_weights = float16_weights
+        self._questions = questions
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 
@@ -111,6 +113,8 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
+        if self._model is None and self._questions is not None:
+            return self._questions.dimension  # without importing sentence-transformers
         model = self._loaded()
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         dimension = getter()
@@ -121,6 +125,11 @@ class SentenceTransformerEmbedder:
     @property
     def is_loaded(self) -> bool:
         return self._model is not None
+
+    def for_questions(self) -> Embedder:
+        """What embeds questions and answer sentences: the lean engine given as `questions`
+        (same vectors, no sentence-transformers import), or this embedder."""
+        return self._questions if self._questions is not None else self
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
@@ -319,8 +328,13 @@ def load_embedder(settings: Settings) -> Embedder:
         def locate() -> Path:
             return ensure_packaged_model(cache_dir, weights)
 
+        questions = None
+        if settings.numpy_questions:
+            from .numpy_bert import NumpyEmbedder
+
+            questions = NumpyEmbedder(locate, model_id=name, fingerprint=weights.sha256)
         return SentenceTransformerEmbedder(locate, model_id=name, fingerprint=weights.sha256,
-                                           float16_weights=True, **options)
+                                           float16_weights=True, questions=questions, **options)
     path = Path(name).expanduser()
     if path.is_dir():
         return SentenceTransformerEmbedder(
@@ -329,6 +343,12 @@ def load_embedder(settings: Settings) -> Embedder:
     if _looks_like_path(name):
         raise AssistantError(f"cannot load model {name}: no such folder")
     return SentenceTransformerEmbedder(name, model_id=name, fingerprint=name, **options)
+
+
+def question_embedder(embedder: Embedder) -> Embedder:
+    """What embeds questions: `embedder.for_questions()` where it offers one, else `embedder`."""
+    pick = getattr(embedder, "for_questions", None)
+    return pick() if callable(pick) else embedder
 
 
 def embedder_from_factory(spec: str) -> Embedder:

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .embedding import question_embedder
 from .errors import AssistantError
 from .settings import Settings
 
@@ -84,6 +85,14 @@ class ProcessEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """The vectors of `texts`. A child that dies during the call is replaced and asked once more."""
+        return self._embed(texts, questions=False)
+
+    def for_questions(self) -> "_Questions":
+        """Embeds with the child's question engine (`question_embedder`): same vectors, and
+        for the packaged model no sentence-transformers import in the child."""
+        return _Questions(self)
+
+    def _embed(self, texts: Sequence[str], *, questions: bool) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
         items = list(texts)
@@ -91,11 +100,11 @@ class ProcessEmbedder:
         if not items:
             return np.zeros((0, child.dimension), dtype=np.float32)
         try:
-            return child.submit(items).result()
+            return child.submit(items, questions).result()
         except AssistantError:
             if not child.crashed:  # an error of the model itself is the caller's
                 raise
-        return self._ready().submit(items).result()
+        return self._ready().submit(items, questions).result()
 
     def close(self) -> None:
         """Stop the child (it finishes nothing that is still queued)."""
@@ -125,6 +134,28 @@ class ProcessEmbedder:
                 child = self._child = _Child(self.settings, self.factory, self.workers)
         child.wait_ready()
         return child
+
+
+class _Questions:
+    """The question side of a `ProcessEmbedder` (same identity, the child's question engine)."""
+
+    def __init__(self, owner: ProcessEmbedder) -> None:
+        self.owner = owner
+
+    @property
+    def model_id(self) -> str:
+        return self.owner.model_id
+
+    @property
+    def fingerprint(self) -> str:
+        return self.owner.fingerprint
+
+    @property
+    def dimension(self) -> int:
+        return self.owner.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.owner._embed(texts, questions=True)
 
 
 class _Child:
@@ -172,7 +203,7 @@ class _Child:
         if self.error is not None:
             raise self.error
 
-    def submit(self, texts: list[str]) -> "Future[np.ndarray]":
+    def submit(self, texts: list[str], questions: bool = False) -> "Future[np.ndarray]":
         future: Future[np.ndarray] = Future()
         with self._send_lock:
             if self.error is not None:
@@ -180,7 +211,7 @@ class _Child:
             ident = next(self._ids)
             self._pending[ident] = future
             try:
-                self.conn.send(("embed", ident, texts))
+                self.conn.send(("embed", ident, texts, questions))
             except OSError:
                 self._pending.pop(ident, None)
                 raise AssistantError("the embedding model's process stopped; try again") from None
@@ -280,10 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError:  # the server stopped while the model loaded
         return 0
     send_lock = threading.Lock()
+    questions = question_embedder(embedder)
 
-    def work(ident: int, texts: list[str]) -> None:
+    def work(ident: int, texts: list[str], for_questions: bool) -> None:
         try:
-            reply: tuple[Any, ...] = ("vectors", ident, np.asarray(embedder.embed(texts), dtype=np.float32))
+            vectors = (questions if for_questions else embedder).embed(texts)
+            reply: tuple[Any, ...] = ("vectors", ident, np.asarray(vectors, dtype=np.float32))
         except Exception as exc:
             reply = ("error", ident, str(exc) or type(exc).__name__)
         try:
@@ -295,11 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ThreadPoolExecutor(args.workers, thread_name_prefix="embed") as pool:
         while True:
             try:
-                _, ident, texts = conn.recv()
+                _, ident, texts, for_questions = conn.recv()
             except (EOFError, OSError):
                 pool.shutdown(wait=False, cancel_futures=True)
                 break
-            pool.submit(work, ident, texts)
+            pool.submit(work, ident, texts, for_questions)
     return 0
 
 

@@ -141,8 +141,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def warm_up() -> None:
         """Load the model, check the stamp and bring the index up to date (then watch, if asked)."""
-        # Loads the model (or waits for its process) and runs its slow first call (about 1 s), not a user's.
-        bot.embedder.embed([settings.query_prompt + "oppvarming"])
+        # Loads the question side of the model (or waits for its process) and makes its first
+        # call, which is the slow one, here rather than in a user's question. Indexing loads
+        # sentence-transformers only when there is something to embed.
+        bot.query_embedder.embed([settings.query_prompt + "oppvarming"])
         if args.no_index:  # an app server sharing a store that another process indexes
             _say(args, f"Serving the index as it is: {bot.info().documents} documents.")
             return
