@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "CachedEmbedder", "SentenceTransformerEmbedder", "load_embedder", "own_weights",
-           "float16_token_table", "embedder_from_factory", "question_embedder",
+__all__ = ["Embedder", "CachedEmbedder", "SentenceTransformerEmbedder", "load_embedder",
+           "embedder_from_factory", "question_embedder",
            "folder_fingerprint", "MAX_SEQ_LENGTH"]
 
 MAX_SEQ_LENGTH = 512  # tokens; longer inputs are truncated by the model
@@ -73,7 +73,7 @@ class SentenceTransformerEmbedder:
     (1 is much faster for single queries on a busy, small machine).
     `float16_weights` says the model's weights are stored as float16 (the packaged
     model's are): it then loads them as they are and keeps its token-embedding table
-    in float16 (see `float16_token_table`); the vectors are the same.
+    in float16 (see `torch_weights.float16_token_table`); the vectors are the same.
     """
 
     def __init__(
@@ -182,6 +182,8 @@ class SentenceTransformerEmbedder:
                 raise self._cannot_load(hub_exc, hint=True) from None
         model.max_seq_length = MAX_SEQ_LENGTH
         model.eval()
+        from .torch_weights import float16_token_table, own_weights
+
         table = float16_token_table(model) if self.float16_weights else ()
         copied = own_weights(model, leave=table)
         log.info("loaded model %s from %s in %.1f s (%d borrowed tensors copied)", self._model_id, source,
@@ -257,51 +259,6 @@ class CachedEmbedder:
     def clear(self) -> None:
         with self._lock:
             self._vectors.clear()
-
-
-def own_weights(model: Any, leave: Sequence[Any] = ()) -> int:
-    """Give every parameter and buffer that borrows its memory a copy of its own; returns how many.
-
-    transformers loads the float32 tensors of a safetensors file (biases, layer norms) as
-    views into the file's memory map, which keeps the whole map, about 0.22 GB for the
-    default model, resident while the model lives. These storages are the ones that cannot
-    be resized. Copying them (a few hundred KB) lets the map close. Parameter objects stay
-    the same, so tied weights stay tied. Tensors in `leave` keep the memory they have.
-    """
-    import torch
-
-    copied = 0
-    with torch.no_grad():
-        for tensor in [*model.parameters(), *model.buffers()]:
-            if all(tensor is not t for t in leave) and not tensor.untyped_storage().resizable():
-                tensor.data = tensor.data.clone()
-                copied += 1
-    return copied
-
-
-def float16_token_table(model: Any) -> tuple[Any, ...]:
-    """Compute in float32, but keep the token-embedding table in float16; returns the table's parameters.
-
-    For a model loaded in float16 whose weights are stored as float16: every other weight
-    becomes float32, and the table's lookups are cast to float32 on the way out. The table
-    is most of a small multilingual model (250,037 tokens x 384 for the packaged
-    multilingual-e5-small: 192 MB in float16, 384 MB in float32), and a lookup reads a few
-    rows of it. Since the stored values are float16 either way, every computation after the
-    lookup, and so every vector, is exactly what a float32 copy of the whole model gives.
-    The table stays in the memory the loader read it into (`own_weights(leave=...)`):
-    copying it would cost its size again at the peak.
-    """
-    import torch
-
-    transformer = model[0].auto_model
-    table = transformer.get_input_embeddings()
-    kept = tuple(table.parameters())
-    with torch.no_grad():
-        for tensor in [*transformer.parameters(), *transformer.buffers()]:
-            if all(tensor is not t for t in kept) and tensor.is_floating_point() and tensor.dtype != torch.float32:
-                tensor.data = tensor.data.float()
-    table.register_forward_hook(lambda module, args, output: output.float())
-    return kept
 
 
 def load_embedder(settings: Settings) -> Embedder:

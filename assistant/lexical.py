@@ -74,13 +74,20 @@ def remove(db: sqlite3.Connection, chunk_ids: Sequence[int]) -> None:
     db.executemany("DELETE FROM lexical WHERE rowid = ?", ((i,) for i in chunk_ids))
 
 
-# In a large index, a stem found in more than this share of the chunks is left out of the
-# query (at least the two rarest stems stay): it adds little to BM25 (idf about 3 against
-# 8-12 for a rare stem) but FTS5 scores every chunk that contains it. Measured on 300,000
-# synthetic chunks: p95 688 ms with every stem, 143 ms with this cut. Below CUT_FROM
-# chunks nothing is cut, so small corpora rank exactly as before.
+# A stem found in more than COMMON_SHARE of the chunks (and in at least COMMON_MIN of them) is
+# left out of the query: it adds little to BM25 (idf about 3, against 8-12 for a rare stem) but
+# FTS5 scores every chunk that contains it. Measured over 300,000 synthetic chunks: p95 688 ms
+# with every stem, 143 ms with this cut. Applied at every index size, so that a question ranks
+# the same way in a small index and a large one; on the dev questions and NorQuAD that changed
+# passage@5 by 0 and +1 question (README, Retrieval). COMMON_MIN keeps a tiny corpus, where
+# every stem is in a few chunks, searched with all its stems.
 COMMON_SHARE = 0.05
-CUT_FROM = 50_000
+COMMON_MIN = 20
+# Then, rarest first, stems are kept while the chunks they are found in add up to at most
+# POSTINGS_BUDGET: FTS5's time grows with those postings, and at a million chunks the stems
+# under the 5 % line still sum to hundreds of thousands. The two rarest stems always stay. A
+# corpus of a few thousand chunks never reaches it. Chosen by timing (README, Performance).
+POSTINGS_BUDGET = 60_000
 
 
 class DocFreq:
@@ -111,12 +118,22 @@ class DocFreq:
             return {t: self._cache.get(t, 0) for t in terms}
 
 
-def common_terms(terms: Sequence[str], df: dict[str, int], total: int) -> set[str]:
-    """The stems to leave out: those in more than COMMON_SHARE of `total`, keeping the two rarest."""
-    common = {t for t in terms if df.get(t, 0) > COMMON_SHARE * total}
-    if len(terms) - len(common) < 2:
-        common -= set(sorted(terms, key=lambda t: df.get(t, 0))[:2])
-    return common
+def common_terms(terms: Sequence[str], df: dict[str, int], total: int,
+                 budget: int | None = None) -> set[str]:
+    """The stems to leave out: those in more than COMMON_SHARE of `total` chunks (and at least
+    COMMON_MIN), then the commonest while the rest's chunks add up to over `budget`
+    (POSTINGS_BUDGET); the two rarest always stay."""
+    budget = POSTINGS_BUDGET if budget is None else budget
+    keep: list[str] = []
+    postings = 0
+    for term in sorted(terms, key=lambda t: df.get(t, 0)):
+        count = df.get(term, 0)
+        common = count > COMMON_SHARE * total and count >= COMMON_MIN
+        if len(keep) >= 2 and (common or postings + count > budget):
+            break
+        keep.append(term)
+        postings += count
+    return set(terms) - set(keep)
 
 
 def query_terms(question: str, max_terms: int = 32) -> list[str]:
@@ -135,11 +152,11 @@ def search(db: sqlite3.Connection, question: str, k: int, *, doc_freq: DocFreq |
            total: int = 0) -> list[tuple[int, float]]:
     """Up to `k` `(chunk_id, score)` pairs, best first; score is BM25 (higher is better).
 
-    With `doc_freq` and an index of at least CUT_FROM chunks (`total`), stems common to
-    more than COMMON_SHARE of the chunks are left out of the query, keeping the two rarest.
+    With `doc_freq` (and `total`, the index's chunk count), common stems are left out of
+    the query (`common_terms`).
     """
     terms = query_terms(question)
-    if doc_freq is not None and total >= CUT_FROM and len(terms) > 2:
+    if doc_freq is not None and len(terms) > 2:
         leave_out = common_terms(terms, doc_freq.counts(db, terms, total), total)
         terms = [t for t in terms if t not in leave_out]
     expression = match_expression(terms)

@@ -94,18 +94,21 @@ class NumpyBert:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_tokens)
 
-        def f32(name: str) -> np.ndarray:
+        def stored(name: str) -> np.ndarray:
             if name not in weights:
                 raise AssistantError(f"the model's weights have no {name}")
-            return np.ascontiguousarray(weights[name], dtype=np.float32)
+            return weights[name]
+
+        def f32(name: str) -> np.ndarray:
+            return np.ascontiguousarray(stored(name), dtype=np.float32)
 
         # The token table stays as stored (float16 for the packaged model): a lookup reads a
         # few rows, cast to float32 then, as sentence-transformers' loader does.
-        self.tokens = weights["embeddings.word_embeddings.weight"]
+        self.tokens = stored("embeddings.word_embeddings.weight")
         self.positions = f32("embeddings.position_embeddings.weight")
         self.token_type = f32("embeddings.token_type_embeddings.weight")[0]
         self.norm = (f32("embeddings.LayerNorm.weight"), f32("embeddings.LayerNorm.bias"))
-        self.layers = []
+        self.layers: list[_Layer] = []
         for i in range(int(config["num_hidden_layers"])):
             p = f"encoder.layer.{i}."
             parts = ("query", "key", "value")
@@ -139,9 +142,11 @@ class NumpyBert:
             settings = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             weights = load_file(str(folder / "model.safetensors"))
+            return cls(tokenizer, config, weights, int(settings.get("max_seq_length", MAX_TOKENS)))
+        except AssistantError:
+            raise
         except Exception as exc:  # damaged files come in many error types
             raise AssistantError(f"cannot load {folder}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-        return cls(tokenizer, config, weights, int(settings.get("max_seq_length", MAX_TOKENS)))
 
     @property
     def dimension(self) -> int:

@@ -61,6 +61,19 @@ def test_probe_questions_are_refused_or_answered(result: dict, real_embedder,  #
     assert probes["citation_validity"] == 1.0
 
 
+def test_fresh_probes_measure_refusal_on_unseen_questions(result: dict, real_embedder,  # type: ignore[no-untyped-def]
+                                                         settings: Settings) -> None:
+    # 20 unanswerable near misses and 20 answerable questions written in the fifth session by a helper
+    # that saw neither the refusal rules nor the earlier probes (data/fresh_probes.jsonl). Measured
+    # once, before any change, and not tuned on: the honest estimate of refusal on new questions.
+    bot = Assistant.open(settings=settings, embedder=real_embedder)
+    fresh = run_eval(Path(__file__).parent / "data" / "fresh_probes.jsonl", settings=settings,
+                     corpus_dirs=[shared("corpus")], assistant=bot)
+    assert fresh["n_unanswerable"] == 20 and fresh["refusal_rate"] >= 0.45  # measured 0.50 (10 of 20)
+    assert fresh["n"] == 20 and fresh["false_refusal_rate"] <= 0.20  # measured 0.15 (3 of 20)
+    assert fresh["citation_validity"] == 1.0 and fresh["passage@5"] >= 0.80  # measured 0.85
+
+
 @pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached on the dev set (3 of 4 unanswerables)")
 def test_refusal_goal(result: dict) -> None:
     assert result["refusal_rate"] >= 0.8

@@ -183,7 +183,7 @@ def test_the_question_cache_returns_the_same_vectors_and_embeds_each_text_once()
 def test_weights_that_borrow_a_memory_map_get_their_own_copy() -> None:
     import torch
 
-    from assistant.embedding import own_weights
+    from assistant.torch_weights import own_weights
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
     mapped = bytearray(np.arange(4, dtype=np.float32).tobytes())  # stands in for the weights file's map

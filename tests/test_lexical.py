@@ -27,8 +27,7 @@ def test_search_ranks_matching_chunks_and_handles_odd_questions() -> None:
     assert lexical.search(db, "sosialhjelp", 10) == []
 
 
-def test_common_stems_are_left_out_of_queries_in_a_large_index(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(lexical, "CUT_FROM", 50)
+def test_common_stems_are_left_out_of_queries() -> None:
     db = sqlite3.connect(":memory:")
     lexical.create_schema(db)
     rows = [(i, f"Kommunen har veier og skoler, nummer {i}.") for i in range(1, 101)]
@@ -42,11 +41,25 @@ def test_common_stems_are_left_out_of_queries_in_a_large_index(monkeypatch) -> N
     cut = [i for i, _ in lexical.search(db, question, 200, doc_freq=df, total=100)]
     assert cut[0] == 7 and set(cut) == {7, 42}  # "kommun" (in all 100) was left out
     assert df.counts(db, ["kommun", "vannverk"], 100) == {"kommun": 100, "vannverk": 2}
-    # a small index is searched with every stem, as before
-    assert len({i for i, _ in lexical.search(db, question, 200, doc_freq=df, total=49)}) == 100
+
+
+def test_a_tiny_corpus_keeps_every_stem() -> None:
+    # "kommun" is in every chunk, but in fewer than COMMON_MIN: still evidence
+    df = {"kommun": 10, "vannverk": 2, "bygg": 3}
+    assert lexical.common_terms(["kommun", "vannverk", "bygg"], df, 10) == set()
+    assert lexical.common_terms(["kommun", "vannverk", "bygg"], {**df, "kommun": 30}, 30) == {"kommun"}
 
 
 def test_the_two_rarest_stems_always_stay() -> None:
     df = {"kommun": 90, "vei": 60, "skol": 70, "bygg": 80}
     assert lexical.common_terms(["kommun", "vei", "skol", "bygg"], df, 100) == {"kommun", "bygg"}
     assert lexical.common_terms(["kommun", "sjeld"], {"kommun": 90, "sjeld": 1}, 100) == set()
+
+
+def test_the_postings_budget_drops_the_commonest_stems_first() -> None:
+    df = {"a": 10, "b": 20, "c": 30, "d": 40}
+    total = 10_000  # none is common by share
+    assert lexical.common_terms(list(df), df, total, budget=100) == set()
+    assert lexical.common_terms(list(df), df, total, budget=60) == {"d"}
+    assert lexical.common_terms(list(df), df, total, budget=35) == {"c", "d"}
+    assert lexical.common_terms(list(df), df, total, budget=1) == {"c", "d"}  # the two rarest stay

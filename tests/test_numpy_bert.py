@@ -113,3 +113,15 @@ def test_a_question_over_an_index_never_imports_torch(real_embedder, model_cache
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [SEED.name, "False", "False", "False"]
+
+
+def test_missing_weights_are_named(folder: Path, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    copy = tmp_path / "model"
+    shutil.copytree(folder, copy)
+    weights = load_file(str(copy / "model.safetensors"))
+    del weights["encoder.layer.3.output.dense.weight"]
+    save_file(weights, str(copy / "model.safetensors"))
+    with pytest.raises(AssistantError, match="have no encoder.layer.3.output.dense.weight"):
+        NumpyBert.load(copy)
