@@ -64,3 +64,17 @@ class PickyEmbedder(FakeEmbedder):
         if any("slow" in text for text in texts):
             time.sleep(2.0)
         return super().embed(texts)
+
+
+class TwoSidedEmbedder(FakeEmbedder):
+    """A FakeEmbedder whose question side (`for_questions`) gives the negated vectors, so a test
+    can tell which side embedded a text."""
+
+    def for_questions(self) -> FakeEmbedder:
+        outer = self
+
+        class Questions(FakeEmbedder):
+            def embed(self, texts: Sequence[str]) -> np.ndarray:
+                return -outer.embed(texts)
+
+        return Questions(dimension=self.dimension)

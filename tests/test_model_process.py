@@ -198,3 +198,14 @@ def test_serve_answers_through_its_model_process_and_takes_it_along_when_killed(
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_questions_go_to_the_childs_question_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    with ProcessEmbedder(Settings.load(env={}), factory="fakes:TwoSidedEmbedder") as embedder:
+        questions = embedder.for_questions()
+        passages = embedder.embed(TEXTS)
+        asked = questions.embed(TEXTS)
+        assert np.array_equal(asked, -passages)  # the child's `for_questions()` side embedded them
+        assert (questions.model_id, questions.dimension) == (embedder.model_id, embedder.dimension)
+        assert questions.embed([]).shape == (0, embedder.dimension)
