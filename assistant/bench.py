@@ -263,8 +263,8 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{row['search']['p95_ms']:>8.1f} {row['ask']['p50_ms']:>9.1f} {row['ask']['p95_ms']:>8.1f} "
                 f"{row['dense']['p50_ms']:>10.2f} {row['dense_1thread']['p50_ms']:>7.2f} {row['lexical']['p50_ms']:>8.1f} {row['lexical']['p95_ms']:>8.1f} "
                 f"{row['embed']['p50_ms']:>7.1f} {row['peak_rss_mb']:>8.0f} {row['disk_mb']:>8.1f}")
-        lines.append("(search = query embedding + dense + lexical + fusion; at synthetic sizes the embedding is "
-                     "timed separately on the same queries and added per query)")
+        lines.append("(search = as served: the question embedded while the lexical query runs, then dense "
+                     "search and fusion; ask = the question's embedding + retrieval + the composed answer)")
     cold = result.get("cold_start")
     if cold and "error" not in cold:
         lines += ["", f"cold start {cold['seconds']:.1f} s to the first answer (goal ≤ 10 s): imports "

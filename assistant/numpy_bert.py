@@ -208,6 +208,7 @@ class NumpyBert:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
 
     def _layer_norm(self, x: np.ndarray, norm: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Layer norm of each row, in place (every caller passes a fresh array)."""
         x -= x.mean(axis=-1, keepdims=True)
         var = np.einsum("ij,ij->i", x, x)[:, None] / np.float32(x.shape[-1])
         x /= np.sqrt(var + self.eps)
