@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "CachedEmbedder", "SentenceTransformerEmbedder", "load_embedder",
+__all__ = ["Embedder", "CachedEmbedder", "LazyEmbedder", "SentenceTransformerEmbedder", "load_embedder",
            "embedder_from_factory", "question_embedder",
            "folder_fingerprint", "MAX_SEQ_LENGTH"]
 
@@ -64,7 +64,44 @@ class Embedder(Protocol):
         ...
 
 
-class SentenceTransformerEmbedder:
+class LazyEmbedder:
+    """An embedder's identity, and its model loaded once, on first use, under a lock.
+
+    Subclasses give `_load()` (the model) and `embed`.
+    """
+
+    def __init__(self, model_id: str, fingerprint: str) -> None:
+        self._model_id = model_id
+        self._fingerprint = fingerprint
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def _loaded(self) -> Any:
+        model = self._model
+        if model is not None:
+            return model
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+
+class SentenceTransformerEmbedder(LazyEmbedder):
     """An `Embedder` over a sentence-transformers model, loaded on first use.
 
     `model` is a model name, a local folder, or a callable that returns a local
@@ -92,24 +129,14 @@ class SentenceTransformerEmbedder:
             raise AssistantError(f"batch size must be at least 1, got {batch_size}")
         if callable(model) and model_id is None:
             raise TypeError("model_id is required when model is a callable")
+        name = model_id if model_id is not None else str(model)
+        super().__init__(name, fingerprint if fingerprint is not None else name)
         self._source = model
-        self._model_id = model_id if model_id is not None else str(model)
-        self._fingerprint = fingerprint if fingerprint is not None else self._model_id
         self.device = device
         self.batch_size = batch_size
         self.num_threads = num_threads
         self.float16_weights = float16_weights
         self._questions = questions
-        self._model: SentenceTransformer | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
 
     @property
     def dimension(self) -> int:
@@ -121,10 +148,6 @@ class SentenceTransformerEmbedder:
         if not dimension:
             raise AssistantError(f"model {self._model_id} does not report its embedding dimension")
         return int(dimension)
-
-    @property
-    def is_loaded(self) -> bool:
-        return self._model is not None
 
     def for_questions(self) -> Embedder:
         """What embeds questions and answer sentences: the lean engine given as `questions`
@@ -146,15 +169,6 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def _loaded(self) -> SentenceTransformer:
-        model = self._model
-        if model is not None:
-            return model
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            return self._model
 
     def _load(self) -> SentenceTransformer:
         source = self._source() if callable(self._source) else self._source

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .embedding import LazyEmbedder
 from .errors import AssistantError
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return x
 
 
-class NumpyEmbedder:
+class NumpyEmbedder(LazyEmbedder):
     """An `Embedder` over `NumpyBert`, loaded on first use from the folder `locate()` returns.
 
     Carries the identity of the sentence-transformers embedder it stands in for, so an
@@ -247,40 +247,20 @@ class NumpyEmbedder:
     """
 
     def __init__(self, locate: Callable[[], Path], *, model_id: str, fingerprint: str) -> None:
+        super().__init__(model_id, fingerprint)
         self._locate = locate
-        self._model_id = model_id
-        self._fingerprint = fingerprint
-        self._model: NumpyBert | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
 
     @property
     def dimension(self) -> int:
-        return self._loaded().dimension
-
-    @property
-    def is_loaded(self) -> bool:
-        return self._model is not None
+        return int(self._loaded().dimension)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")
-        return self._loaded().encode(list(texts))
+        return np.asarray(self._loaded().encode(list(texts)), dtype=np.float32)
 
-    def _loaded(self) -> NumpyBert:
-        model = self._model
-        if model is not None:
-            return model
-        with self._lock:
-            if self._model is None:
-                started = time.monotonic()
-                self._model = NumpyBert.load(self._locate())
-                log.info("loaded %s for questions (numpy) in %.1f s", self._model_id, time.monotonic() - started)
-            return self._model
+    def _load(self) -> NumpyBert:
+        started = time.monotonic()
+        model = NumpyBert.load(self._locate())
+        log.info("loaded %s for questions (numpy) in %.1f s", self._model_id, time.monotonic() - started)
+        return model
