@@ -1,10 +1,13 @@
 """The embedding model in a process of its own: `ProcessEmbedder`.
 
 `assistant serve` starts the model's process first, then imports gradio and
-builds the web app. The two long imports (torch and sentence-transformers in
-the child, gradio in the server) then run side by side on two cores, instead of
-one after the other under one interpreter lock, and the server is ready
-sooner. The server embeds through a socket pair: a list of texts goes out, a
+builds the web app. The model loads in the child while gradio is imported in
+the server, on the other core, instead of one after the other under one
+interpreter lock; and embedding under load does not compete with the server
+for that lock. Questions (`for_questions()`) go to the child's question
+engine (numpy, for the packaged model: loaded in about 2 s); passages to the
+full model, which imports torch and sentence-transformers when first asked.
+The server embeds through a socket pair: a list of texts goes out, a
 float32 array comes back. Several threads may embed at once; the child embeds
 up to `workers` lists at a time, as threads in one process would.
 

@@ -127,7 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "the admin tab is off.", file=sys.stderr)
     started = time.monotonic()
     embedder = None
-    if settings.model_process:  # starts importing torch and loading the model now, on the other core
+    if settings.model_process:  # starts loading the model now, on the other core
         from .model_process import ProcessEmbedder
 
         embedder = ProcessEmbedder(settings)
@@ -158,8 +158,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             watchers.append(_start_watcher(bot, settings.corpus_dirs))
 
     # The warm-up (waiting for the model, checking and updating the index) runs while this thread
-    # imports gradio and builds the app. The model loads in its own process, so the two imports run
-    # on two cores; the server listens and answers /api/health (503, "ready": false) meanwhile.
+    # imports gradio and builds the app. The model loads in its own process, so the two run on two
+    # cores; the server listens and answers /api/health (503, "ready": false) meanwhile.
     startup = Startup()
     startup.start(warm_up)
     _say(args, "Starting the web server …")
