@@ -136,21 +136,26 @@ _JOINERS = frozenset("and of for the".split())  # English names: "Directorate of
 
 
 def question_names(question: str) -> list[str]:
-    """Names the question is about: capitalised words after the first ("i Oslo", "the CEO").
+    """Names the question is about: capitalised words after the first ("i Oslo", "the CEO"),
+    and the name a hyphenated compound is built on ("KI-modellen": "KI").
 
     Runs of capitalised words, also across "and", "of" ("Contact and Reservation Register",
     "Tromsø Airport"), are left out, since an English question often translates a Norwegian
     name, and so are adjectives such as "Norwegian".
     """
     words = _tokens(question)
-    out = []
+    out: list[str] = []
     for i, w in enumerate(words):
         if i == 0 or not w[0].isupper() or w.lower() in STOPWORDS or _ADJECTIVE.search(w):
             continue
         if any(words[j][:1].isupper() for j in (i - 2, i - 1, i + 1, i + 2)
                if 0 < j < len(words) and (abs(j - i) == 1 or words[(i + j) // 2].lower() in _JOINERS)):
             continue
-        out.append(w)
+        head, _, tail = w.partition("-")
+        if tail[:1].islower():  # a compound on a name: "KS-artikkelen" is about KS, "NAV-kontoret" about NAV
+            w = head
+        if w not in out:
+            out.append(w)
     return out
 
 

@@ -313,3 +313,11 @@ def test_names_with_another_norwegian_form_count_as_mentioned() -> None:
     assert mentions("Skopet er kommunal sektor i Norge.", "Norway")
     assert mentions("Bruk av KI-verktøy oppfordres.", "AI")
     assert mentions("Bergens kommune", "Bergen") and not mentions("Kommunene i Trøndelag", "Bergen")
+
+
+def test_a_compound_on_a_name_is_about_the_name() -> None:
+    from assistant.terms import question_names
+
+    assert question_names("Er det KI-modellen som fatter vedtakene i KS sin KI-sandkasse?") == ["KI", "KS"]
+    assert question_names("Hva er telefonnummeret til NAV-kontoret i Bergen?") == ["NAV", "Bergen"]
+    assert question_names("Hvordan er været i Nord-Norge?") == ["Nord-Norge"]  # a name of two names stays whole

@@ -47,7 +47,9 @@ def test_our_own_unanswerable_questions_are_refused(result: dict, real_embedder,
     bot = Assistant.open(settings=settings, embedder=real_embedder)  # the index `result` built
     extra = run_eval(Path(__file__).parent / "data" / "unanswerable.jsonl", settings=settings,
                      corpus_dirs=[shared("corpus")], assistant=bot)
-    assert extra["n_unanswerable"] == 12 and extra["refusal_rate"] >= 0.9  # measured 1.0 (12 of 12)
+    # measured 0.92 (11 of 12) in the fifth session at its first commit as at its last (the fourth
+    # session's note said 12 of 12)
+    assert extra["n_unanswerable"] == 12 and extra["refusal_rate"] >= 0.9
 
 
 def test_probe_questions_are_refused_or_answered(result: dict, real_embedder,  # type: ignore[no-untyped-def]
@@ -71,9 +73,17 @@ def test_fresh_probes_measure_refusal_on_unseen_questions(result: dict, real_emb
     bot = Assistant.open(settings=settings, embedder=real_embedder)
     fresh = run_eval(Path(__file__).parent / "data" / "fresh_probes.jsonl", settings=settings,
                      corpus_dirs=[shared("corpus")], assistant=bot)
-    assert fresh["n_unanswerable"] == 20 and fresh["refusal_rate"] >= 0.45  # measured 0.50 (10 of 20)
-    assert fresh["n"] == 20 and fresh["false_refusal_rate"] <= 0.20  # measured 0.15 (3 of 20)
+    # Then the rule for hyphenated names was mended on it (its unseen figures were 10 of 20, 3 of 20).
+    assert fresh["n_unanswerable"] == 20 and fresh["refusal_rate"] >= 0.40  # measured 0.45 (9 of 20)
+    assert fresh["n"] == 20 and fresh["false_refusal_rate"] <= 0.10  # measured 0.05 (1 of 20)
     assert fresh["citation_validity"] == 1.0 and fresh["passage@5"] >= 0.80  # measured 0.85
+    # A second set, written by another such helper after that change, and not looked at before this
+    # measurement (data/fresh2_probes.jsonl): the held-out estimate now.
+    second = run_eval(Path(__file__).parent / "data" / "fresh2_probes.jsonl", settings=settings,
+                      corpus_dirs=[shared("corpus")], assistant=bot)
+    assert second["n_unanswerable"] == 20 and second["refusal_rate"] >= 0.50  # measured 0.55 (11 of 20)
+    assert second["n"] == 20 and second["false_refusal_rate"] <= 0.15  # measured 0.10 (2 of 20)
+    assert second["citation_validity"] == 1.0 and second["passage@5"] >= 0.90  # measured 0.95
 
 
 @pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached on the dev set (3 of 4 unanswerables)")
