@@ -86,54 +86,45 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     name (same language only: across languages too few words are shared to find "near");
     `name_missing`: a name it is about ("i Oslo", "the CEO") is in none of the top 3 passages.
     """
+    asks = (asks_for_quantity(question), asks_for_money(question), not cross_language and asks_for_person(question))
+    sentences = _sentences(hits) if any(asks) else []
     return {
-        "quantity_unmet": float(_quantity_unmet(question, hits)),
-        "money_unmet": float(_money_unmet(question, hits)),
-        "person_unmet": float(not cross_language and _person_unmet(question, hits)),
+        "quantity_unmet": float(asks[0] and _quantity_unmet(question, sentences)),
+        "money_unmet": float(asks[1] and not any(states_money(s) for s in _near(question, sentences))),
+        "person_unmet": float(asks[2] and _person_unmet(question, sentences)),
         "name_missing": float(_name_missing(question, hits)),
     }
 
 
-def _quantity_unmet(question: str, hits: Sequence[Hit], min_shared: int = 2) -> bool:
-    """A quantity question whose top 3 passages state no new number near its words."""
-    if not asks_for_quantity(question):
-        return False
+def _sentences(hits: Sequence[Hit]) -> list[tuple[str, frozenset[str]]]:
+    """The sentences of the top 3 passages, each with its content words (split once per answer)."""
+    return [(sentence, frozenset(content_words(sentence)))
+            for hit in hits[:3] for a, b in sentence_spans(hit.text) for sentence in (hit.text[a:b],)]
+
+
+def _near(question: str, sentences: Sequence[tuple[str, frozenset[str]]], min_shared: int = 1) -> list[str]:
+    """The sentences that share at least `min_shared` content words with the question."""
+    terms = set(content_words(question))
+    need = min(min_shared, len(terms))
+    return [sentence for sentence, words in sentences if len(terms & words) >= need]
+
+
+def _quantity_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
+    """No sentence near two of the question's words states a number the question did not state."""
     asked = numbers(question)
-    terms = set(content_words(question))
-    need = min(min_shared, len(terms))
-    for hit in hits[:3]:
-        for a, b in sentence_spans(hit.text):
-            sentence = hit.text[a:b]
-            if numbers(sentence) - asked and len(terms & set(content_words(sentence))) >= need:
-                return False
-    return True
+    return not any(numbers(s) - asked for s in _near(question, sentences, min_shared=2))
 
 
-def _near_sentences(question: str, hits: Sequence[Hit], min_shared: int = 1) -> list[str]:
-    """The sentences of the top 3 passages that share at least `min_shared` content words with the question."""
-    terms = set(content_words(question))
-    need = min(min_shared, len(terms))
-    return [hit.text[a:b] for hit in hits[:3] for a, b in sentence_spans(hit.text)
-            if len(terms & set(content_words(hit.text[a:b]))) >= need]
+def _person_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
+    """No sentence near the question's words names anyone the question did not name.
 
-
-def _money_unmet(question: str, hits: Sequence[Hit]) -> bool:
-    """A question about a cost, price or budget whose top 3 passages state no amount of money near its words."""
-    return asks_for_money(question) and not any(states_money(s) for s in _near_sentences(question, hits))
-
-
-def _person_unmet(question: str, hits: Sequence[Hit]) -> bool:
-    """A "who" question whose top 3 passages name nobody (no name that is not in the question) near its words.
-
-    Only used when question and passages share a language: across languages few words are shared,
+    Only asked when question and passages share a language: across languages few words are shared,
     so "near its words" finds too little.
     """
-    if not asks_for_person(question):
-        return False
     asked = {w.lower() for w in content_words(question)} | {w.lower() for w in question_names(question)}
     asked |= {w.lower() for w in names(question)}
-    known = {w.lower() for hit in hits[:3] for a, b in sentence_spans(hit.text) for w in names(hit.text[a:b])}
-    return not any(w.lower() not in asked for s in _near_sentences(question, hits) for w in names(s, known))
+    known = {w.lower() for sentence, _ in sentences for w in names(sentence)}
+    return not any(w.lower() not in asked for s in _near(question, sentences) for w in names(s, known))
 
 
 def _name_missing(question: str, hits: Sequence[Hit]) -> bool:
