@@ -5,7 +5,8 @@ is made up: chunk text is words drawn from the corpus vocabulary with their
 corpus frequencies, and each vector is a random normalised vector of the
 model's dimension. It is written in bulk in one transaction (the lexical rows
 are the same stems `lexical.add` would store, computed once per vocabulary
-word), then the vector index is built with `vectors.build`, as a rebuild would.
+word), then the vector index is built with `vectors.build` and the lexical
+segment with `lexical_segment.maintain`, as a rebuild would.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def vocabulary(corpus: Path) -> Vocabulary:
 
 def build_store(index_dir: Path, n: int, stamp: dict[str, Any], dim: int, vocab: Vocabulary,
                 seed: int = 0, batch: int = 20_000) -> dict[str, float]:
-    """Write a synthetic store of `n` chunks and its vector index into `index_dir`. Returns timings."""
-    from . import vectors
+    """Write a synthetic store of `n` chunks, its vector index and (from `lexical_segment.THRESHOLD`
+    chunks) its lexical segment into `index_dir`, as an index run would. Returns timings."""
+    from . import lexical_segment, vectors
     from .store import Store
 
     rng = np.random.default_rng(seed)
@@ -81,9 +83,13 @@ def build_store(index_dir: Path, n: int, stamp: dict[str, Any], dim: int, vocab:
         vi = vectors.build(store, dim)
         vi.save(index_dir, 1)
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        vector_seconds = time.perf_counter() - tick
+        tick = time.perf_counter()
+        lexical_segment.maintain(store.db, index_dir)
     finally:
         store.close()
-    return {"write_seconds": written, "vector_index_seconds": time.perf_counter() - tick}
+    return {"write_seconds": written, "vector_index_seconds": vector_seconds,
+            "lexical_segment_seconds": time.perf_counter() - tick}
 
 
 def _write_batch(store: Any, rng: np.random.Generator, vocab: Vocabulary, start: int, m: int, dim: int) -> None:

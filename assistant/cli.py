@@ -95,6 +95,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     updated = datetime.fromtimestamp(info.updated_at).isoformat(timespec="seconds") if info.updated_at else "never"
     print(f"index:      {info.index_dir}\ndocuments:  {info.documents}\nchunks:     {info.chunks}\n"
           f"model:      {info.model} ({info.dimension} dims)\nvectors:    {info.vector_index}\n"
+          f"lexical:    {info.lexical}\n"
           f"size:       {info.size_bytes / 1e6:.1f} MB\nupdated:    {updated}")
     return 0
 

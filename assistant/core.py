@@ -21,12 +21,13 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import lexical, vectors
+from . import lexical, lexical_segment, vectors
 from .centering import LanguageMeans
 from .chunking import ChunkParams
 from .embedding import CachedEmbedder, Embedder, load_embedder, question_embedder
@@ -52,6 +53,7 @@ class IndexInfo:
     size_bytes: int
     updated_at: float | None
     generation: int
+    lexical: str = "fts5"  # "fts5", or "fts5 + segment of N chunks" (lexical_segment.py)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,9 +80,10 @@ class Assistant:
         self._vectors: vectors.VectorIndex | None = None
         self._means: LanguageMeans | None = None
         self._doc_freq = lexical.DocFreq()
+        self._segment_checked = 0.0  # when `index_dir` was last looked at for a newer lexical segment
         self._store_id: tuple[int, int] | None = None
         self._pool: ThreadPoolExecutor | None = None  # runs lexical queries beside the question's embedding
-        questions = question_embedder(embedder)  # the packaged model's numpy engine: no torch import
+        questions = question_embedder(embedder)  # the packaged model's question engine (ORT or numpy): no torch import
         self.query_embedder: Embedder = (CachedEmbedder(questions, settings.embed_cache)
                                          if settings.embed_cache > 0 else questions)
 
@@ -165,7 +168,10 @@ class Assistant:
             old.unlink()
         for new in tmp.glob("dense-*.faiss"):
             os.replace(new, self.index_dir / new.name)
+        lexical_segment.prune(self.index_dir, None)  # the old store's: chunk ids start again
         os.replace(tmp / DB_NAME, self.index_dir / DB_NAME)
+        for new in tmp.glob("lexical-*"):
+            os.replace(new, self.index_dir / new.name)
         shutil.rmtree(tmp, ignore_errors=True)
         return report
 
@@ -212,8 +218,18 @@ class Assistant:
 
     def retriever(self) -> Retriever:
         self.refresh()
+        self._refresh_segment()
         assert self._vectors is not None
         return self._retriever_over(self._reader(), self._vectors)
+
+    def _refresh_segment(self, every: float = 2.0) -> None:
+        """Swap in the newest lexical segment (the indexer writes one after its last generation),
+        looking at `index_dir` at most every `every` seconds."""
+        now = time.monotonic()
+        if now - self._segment_checked < every:
+            return
+        self._segment_checked = now
+        self._doc_freq.segment = lexical_segment.load(self.index_dir, self._doc_freq.segment)
 
     def _retriever_over(self, store: Any, dense: Any) -> Retriever:
         """A `Retriever` over this store and dense index, with this assistant's settings and caches."""
@@ -300,11 +316,13 @@ class Assistant:
     def info(self) -> IndexInfo:
         store = self._reader()
         docs, chunks = store.counts()
-        size = sum(p.stat().st_size for p in self.index_dir.glob("*") if p.is_file())
+        size = sum(p.stat().st_size for p in self.index_dir.rglob("*") if p.is_file())
         updated = store.get_meta("updated_at")
+        segment = lexical_segment.load(self.index_dir)
+        lexical = f"fts5 + segment of {segment.size} chunks" if segment is not None else "fts5"
         return IndexInfo(str(self.index_dir), docs, chunks, self.embedder.model_id, self.embedder.dimension,
                          vectors.index_kind(chunks), size, float(updated) if updated else None,
-                         store.generation)
+                         store.generation, lexical)
 
     def close(self) -> None:
         self._close_readers()

@@ -282,7 +282,8 @@ def load_embedder(settings: Settings) -> Embedder:
       checked now; converted into `settings.cache_dir / "models"` on first use);
     - an existing local folder: loaded from there;
     - anything else: a sentence-transformers model name (hub cache or network).
-    An optional `num_threads` setting is honoured when present (0 or None: torch's default).
+    An optional `num_threads` setting is honoured when present (0 or None: the default): torch's
+    threads, and ONNX Runtime's for the packaged model's question engine.
     """
     options: dict[str, Any] = {
         "device": settings.device,
@@ -303,7 +304,8 @@ def load_embedder(settings: Settings) -> Embedder:
         if settings.numpy_questions:
             from .numpy_bert import NumpyEmbedder
 
-            questions = NumpyEmbedder(locate, model_id=name, fingerprint=weights.sha256)
+            questions = NumpyEmbedder(locate, model_id=name, fingerprint=weights.sha256,
+                                      threads=options["num_threads"])
         return SentenceTransformerEmbedder(locate, model_id=name, fingerprint=weights.sha256,
                                            float16_weights=True, questions=questions, **options)
     path = Path(name).expanduser()

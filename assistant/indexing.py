@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import vectors
+from . import lexical_segment, vectors
 from .backend import ChunkStore, DenseIndex
 from .centering import refresh_means
 from .chunking import ChunkParams, chunk_document
@@ -160,7 +160,8 @@ class Indexer:
                  dense: Callable[[], DenseIndex] | None = None) -> None:
         """`interrupt`, checked between embedding batches, ends the run early when it returns True:
         what is embedded so far is published, the rest stays pending for the next run. `dense`
-        opens the dense index kept in step with the store (default: the FAISS file in `index_dir`)."""
+        opens the dense index kept in step with the store (default: the FAISS file in `index_dir`,
+        and then the store's lexical index gets a numpy segment when it is large: lexical_segment.py)."""
         self.index_dir = index_dir
         self.interrupt = interrupt
         self.interrupted = False
@@ -174,6 +175,7 @@ class Indexer:
         self.commit_bytes = commit_bytes
         self.chunks_embedded = 0
         # The dense index kept in step with the store: by default the FAISS file in `index_dir`.
+        self._segments = dense is None
         self._dense = dense or (lambda: vectors.load(index_dir, store, embedder.dimension))  # type: ignore[arg-type]
         self._index: DenseIndex | None = None  # loaded at the start of `run`
 
@@ -230,6 +232,9 @@ class Indexer:
             with self.store.transaction():
                 self.store.set_meta("pipeline", PIPELINE_VERSION)
         self.store.prune_vectors()
+        tick = time.perf_counter()
+        if self._segments and lexical_segment.maintain(self.store.db, self.index_dir) is not None:  # type: ignore[attr-defined]
+            timings["lexical_segment"] = time.perf_counter() - tick
         docs_total, chunks_total = self.store.counts()
         return IndexReport(
             added=tuple(report.added), changed=tuple(report.changed), removed=tuple(report.removed),

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
+    from .lexical_segment import Segment
     from .types import Chunk
 
 _WORD = re.compile(r"[0-9A-Za-zÀ-ÖØ-öø-ÿ]+(?:[-'][0-9A-Za-zÀ-ÖØ-öø-ÿ]+)*")
@@ -91,9 +92,11 @@ POSTINGS_BUDGET = 60_000
 
 
 class DocFreq:
-    """Document frequencies of stems, cached per index (they move slowly), for the common-stem cut."""
+    """Document frequencies of stems, cached per index (they move slowly), for the common-stem cut;
+    and the index's frozen postings segment (lexical_segment.py), when it is large enough to have one."""
 
     def __init__(self) -> None:
+        self.segment: "Segment | None" = None
         self._cache: dict[str, int] = {}
         self._total = 0
         self._lock = threading.Lock()
@@ -153,15 +156,21 @@ def search(db: sqlite3.Connection, question: str, k: int, *, doc_freq: DocFreq |
     """Up to `k` `(chunk_id, score)` pairs, best first; score is BM25 (higher is better).
 
     With `doc_freq` (and `total`, the index's chunk count), common stems are left out of
-    the query (`common_terms`).
+    the query (`common_terms`), and its segment, if any, answers for the chunks it holds.
     """
     terms = query_terms(question)
-    if doc_freq is not None and len(terms) > 2:
-        leave_out = common_terms(terms, doc_freq.counts(db, terms, total), total)
+    segment = doc_freq.segment if doc_freq is not None else None
+    counts = doc_freq.counts(db, terms, total) if doc_freq is not None and (segment or len(terms) > 2) else {}
+    if len(terms) > 2 and counts:
+        leave_out = common_terms(terms, counts, total)
         terms = [t for t in terms if t not in leave_out]
     expression = match_expression(terms)
     if expression is None:
         return []
+    if segment is not None:  # a large index: its postings in numpy, FTS5 for the chunks added since
+        found = segment.search(db, terms, k, counts, expression)
+        if found is not None:
+            return found
     rows = db.execute(
         "SELECT rowid, -bm25(lexical) AS s FROM lexical WHERE lexical MATCH ? ORDER BY bm25(lexical) LIMIT ?",
         (expression, k),

@@ -138,7 +138,8 @@ class MilvusAssistant(Assistant):
             size = sum(p.stat().st_size for p in Path(self.address.uri).rglob("*") if p.is_file())
         updated = store.get_meta("updated_at")
         return IndexInfo(self.address.display(), docs, chunks, self.embedder.model_id, self.embedder.dimension,
-                         self.vector_kind, size, float(updated) if updated else None, store.generation)
+                         self.vector_kind, size, float(updated) if updated else None, store.generation,
+                         "milvus bm25")
 
 
 @dataclass

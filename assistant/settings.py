@@ -53,11 +53,13 @@ class Settings:
     # `assistant serve` loads the model in a child process, beside the web server's own imports
     # (ready sooner on two cores); off: in the server's process.
     model_process: bool = True
-    # The packaged model embeds questions and answer sentences in numpy (numpy_bert.py): the
-    # same vectors without importing torch and sentence-transformers (seconds at start); off:
-    # sentence-transformers embeds everything.
+    # The packaged model embeds questions and answer sentences with its lean engine: ONNX Runtime
+    # (onnx_bert.py), or numpy (numpy_bert.py) where onnxruntime does not import. The same vectors
+    # without importing torch and sentence-transformers (seconds at start); off: sentence-transformers
+    # embeds everything.
     numpy_questions: bool = True
-    # Threads for torch (0: torch's default). 1 keeps query latency steady on a busy 2-core machine.
+    # Threads for torch and for ONNX Runtime's question engine (0: their default). 1 keeps query
+    # latency steady on a busy 2-core machine.
     num_threads: int = 0
     # Question-side vectors kept in memory (questions and the sentences answers quote); 0: off.
     embed_cache: int = 20_000

@@ -32,10 +32,11 @@ def folder(real_embedder) -> Path:  # type: ignore[no-untyped-def]
     return Path(real_embedder._source())
 
 
-def test_same_vectors_as_sentence_transformers(real_embedder) -> None:  # type: ignore[no-untyped-def]
-    questions = real_embedder.for_questions()
+def test_same_vectors_as_sentence_transformers(real_embedder, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    questions = real_embedder.for_questions()  # ONNX Runtime where it imports (test_onnx_bert.py), else numpy
     assert isinstance(questions, NumpyEmbedder) and questions is not real_embedder
-    ours = questions.embed(TEXTS)
+    assert np.abs(questions.embed(TEXTS) - real_embedder.embed(TEXTS)).max() < 1e-5
+    ours = NumpyBert.load(folder).encode(TEXTS)
     theirs = real_embedder.embed(TEXTS)
     assert ours.shape == theirs.shape == (len(TEXTS), 384) and ours.dtype == np.float32
     assert np.abs(ours - theirs).max() < 1e-5
