@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["STOPWORDS", "stem", "content_words", "numbers", "asks_for_quantity", "asks_for_money",
-           "states_money", "asks_for_person", "names", "question_names", "mentions"]
+           "states_money", "asks_for_person", "asks_for_role", "names", "question_names", "mentions"]
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _SUFFIXES = ("heten", "ene", "ane", "ens", "ing", "ers", "er", "en", "et", "ar", "a", "e", "s")
@@ -112,6 +112,40 @@ def states_money(sentence: str) -> bool:
 def asks_for_person(question: str) -> bool:
     """Does the question ask who ("Hvem ...", "Who ...")?"""
     return bool(_PERSON.search(question))
+
+
+# "Who is the CEO / the mayor / the head of ...": the role asked for, and the words a passage may name
+# that role with (either language; matched as the start of a word, so "direktør" also finds
+# "direktøren" and "styreleder" in "styrelederen"). Questions whose role word is a verb other than
+# "hvem leder" / "who heads" / "who leads" (who is leading, who should lead, who runs) are not role
+# questions: "Who runs the SML?" asks for an operator ("managed by OpenPEPPOL").
+_ROLES = (
+    (r"administrerende direktør|adm\.? direktør|daglig leder|konsernsjef|direktør|ceo|chief executive|"
+     r"managing director|director(?: general)?|executive director",
+     ("direktør", "director", "daglig leder", "konsernsjef", "ceo", "chief executive")),
+    (r"styreleder|styrets leder|chair(?:man|woman|person)?(?: of the board)?",
+     ("styreleder", "styrets leder", "chair", "styreleiar")),
+    (r"ordfører|ordførar|mayor", ("ordfører", "ordførar", "mayor")),
+    (r"produkteier|product owner", ("produkteier", "product owner")),
+    (r"leder|leiar|sjef|head|leader", ("leder", "leiar", "sjef", "head", "leader", "ledet av", "ledes av",
+                                       "direktør", "director", "styreleder", "chair")),
+)
+_ROLE_ASKED = [
+    (re.compile(r"^\s*(?:(?:hvem|kven)\s+(?:er|var|blir|ble|vert|vart)|who\s+(?:is|was|will be|'s))\s+"
+                r"(?:(?:den|det|the)\s+)?(?:(?:nåværende|noverande|nye?|current|present|new)\s+)?"
+                r"(?:" + asked + r")(?:en|er|a|s)?\b", re.IGNORECASE), accepted)
+    for asked, accepted in _ROLES
+] + [(re.compile(r"^\s*(?:(?:hvem|kven)\s+(?:leder|leiar)|who\s+(?:heads|leads))\b", re.IGNORECASE),
+      (*_ROLES[-1][1], "leads", "led by", "heads"))]
+
+
+def asks_for_role(question: str) -> tuple[str, ...]:
+    """The words that name the role a question asks the holder of ("Hvem er ordfører i ...":
+    ordfører, mayor), or () when it asks for none."""
+    for pattern, accepted in _ROLE_ASKED:
+        if pattern.search(question):
+            return accepted
+    return ()
 
 
 def _tokens(text: str) -> list[str]:

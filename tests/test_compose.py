@@ -321,3 +321,28 @@ def test_a_compound_on_a_name_is_about_the_name() -> None:
     assert question_names("Er det KI-modellen som fatter vedtakene i KS sin KI-sandkasse?") == ["KI", "KS"]
     assert question_names("Hva er telefonnummeret til NAV-kontoret i Bergen?") == ["NAV", "Bergen"]
     assert question_names("Hvordan er været i Nord-Norge?") == ["Nord-Norge"]  # a name of two names stays whole
+
+
+def test_a_role_question_needs_that_role_and_a_name_in_one_sentence() -> None:
+    from assistant.terms import asks_for_role
+
+    assert asks_for_role("Hvem er administrerende direktør i KS?")
+    assert asks_for_role("Who is the current chief executive of KS?")
+    assert asks_for_role("Hvem er lederen av KS?") and asks_for_role("Hvem leder produktrådet?")
+    # a verb, not a role: who is leading, who should lead, who runs a component
+    assert not asks_for_role("Who is leading the open collaboration on templates?")
+    assert not asks_for_role("Hvem bør lede et Kompetansesenter sky?")
+    assert not asks_for_role("Who runs the Service Metadata Locator?")
+    assert not asks_for_role("Hvem vant Hackathonprisen?")
+    hits = make_hits([
+        "Av Bjørn Arild Gram, styreleder i KS.",
+        "Kai Spurkland, direktør Norges institusjon for menneskerettigheter, holdt innlegget.",
+        "The Norwegian Directorate for Education and Training and KS Digital are in the team.",
+    ])
+    f = lambda q: refusal_features(q, hits, BagEmbedder(), lang="nb")["role_unmet"]  # noqa: E731
+    assert f("Who is the chair of the board of KS?") == 0.0  # "styreleder" and a name, beside "KS"
+    assert f("Hvem er direktør for Norges institusjon for menneskerettigheter?") == 0.0
+    assert f("Hvem er administrerende direktør i KS?") == 1.0  # the director named is another body's
+    assert f("Who is the managing director of KS Digital?") == 1.0  # "Directorate" is not "director"
+    assert f("Hvem er ordfører i Oslo?") == 1.0
+    assert f("Hvem er med i teamet?") == 0.0  # asks for no role
