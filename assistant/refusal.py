@@ -8,7 +8,7 @@ passages supports an answer. Two kinds of signal decide it:
   question's content words any sentence shares;
 - whether the passages hold the kind of answer the question asks for
   (`answer_type_features`): a number for "how many / how much / when", an
-  amount of money for "what does it cost", a name for "who", the role and a
+  amount of money for "what does it cost", a year, month or date for "when", a name for "who", the role and a
   name in one sentence for "who is the CEO / mayor / head of", and the place or
   name the question is about ("i Oslo", "the CEO").
 
@@ -26,8 +26,8 @@ from typing import Sequence
 
 from .sentences import sentence_spans
 from .settings import Settings
-from .terms import (asks_for_money, asks_for_person, asks_for_quantity, asks_for_role, content_words, mentions,
-                    names, numbers, question_names, states_money, stem)
+from .terms import (asks_for_date, asks_for_money, asks_for_person, asks_for_quantity, asks_for_role, content_words,
+                    dates, mentions, names, numbers, question_names, states_money, stem)
 from .types import Answer, Hit
 
 __all__ = ["REFUSAL", "DEFAULT_REFUSE_BELOW", "DEFAULT_REFUSE_BELOW_CROSS", "DEFAULT_LEXICAL_BELOW",
@@ -75,14 +75,15 @@ def refusal_answer(question: str, hits: Sequence[Hit], *, lang: str,
                   hits=tuple(hits), lang=lang, refused=True, timings=dict(timings or {}), backend="refusal")
 
 
-ANSWER_TYPES = ("quantity_unmet", "money_unmet", "person_unmet", "role_unmet", "name_missing")
+ANSWER_TYPES = ("quantity_unmet", "date_unmet", "money_unmet", "person_unmet", "role_unmet", "name_missing")
 
 
 def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: bool) -> dict[str, float]:
     """1.0 where the top passages lack the kind of answer the question asks for, else 0.0.
 
     `quantity_unmet`: it asks how many / how much / when, and no sentence near two of its
-    content words states a number it did not state itself; `money_unmet`: it asks what
+    content words states a number it did not state itself; `date_unmet`: it asks when, and no
+    such sentence states a year, month, season, weekday or date it did not state; `money_unmet`: it asks what
     something costs or pays, and no sentence near its words states an amount of money;
     `person_unmet`: it asks who, and no sentence near its words names anyone it did not
     name (same language only: across languages too few words are shared to find "near");
@@ -90,11 +91,12 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     and no sentence that shares a word with it names that role and someone (either language);
     `name_missing`: a name it is about ("i Oslo", "the CEO") is in none of the top 3 passages.
     """
-    role = asks_for_role(question)
+    role, when = asks_for_role(question), asks_for_date(question)
     asks = (asks_for_quantity(question), asks_for_money(question), not cross_language and asks_for_person(question))
-    sentences = _sentences(hits) if any(asks) or role else []
+    sentences = _sentences(hits) if any(asks) or role or when else []
     return {
-        "quantity_unmet": float(asks[0] and _quantity_unmet(question, sentences)),
+        "quantity_unmet": float(asks[0] and _quantity_unmet(question, sentences, when)),
+        "date_unmet": float(when and _date_unmet(question, sentences)),
         "money_unmet": float(asks[1] and not any(states_money(s) for s in _near(question, sentences))),
         "person_unmet": float(asks[2] and _person_unmet(question, sentences)),
         "role_unmet": float(bool(role) and _role_unmet(question, role, sentences)),
@@ -115,10 +117,19 @@ def _near(question: str, sentences: Sequence[tuple[str, frozenset[str]]], min_sh
     return [sentence for sentence, words in sentences if len(terms & words) >= need]
 
 
-def _quantity_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
-    """No sentence near two of the question's words states a number the question did not state."""
-    asked = numbers(question)
-    return not any(numbers(s) - asked for s in _near(question, sentences, min_shared=2))
+def _quantity_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]], when: bool = False) -> bool:
+    """No sentence near two of the question's words states a number the question did not state
+    (or, when it asks when, a point in time: "fredag formiddag", "i mars")."""
+    asked = numbers(question) | dates(question)
+    return not any((numbers(s) | (dates(s) if when else set())) - asked
+                   for s in _near(question, sentences, min_shared=2))
+
+
+def _date_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
+    """No sentence near two of the question's words places something in time (a year, month, season,
+    weekday or date) that the question did not state: "versjon 2" does not answer "når"."""
+    asked = dates(question)
+    return not any(dates(s) - asked for s in _near(question, sentences, min_shared=2))
 
 
 def _person_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["STOPWORDS", "stem", "content_words", "numbers", "asks_for_quantity", "asks_for_money",
-           "states_money", "asks_for_person", "asks_for_role", "names", "question_names", "mentions"]
+           "states_money", "asks_for_person", "asks_for_role", "asks_for_date", "dates", "names", "question_names", "mentions"]
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _SUFFIXES = ("heten", "ene", "ane", "ens", "ing", "ers", "er", "en", "et", "ar", "a", "e", "s")
@@ -71,6 +71,37 @@ _NUMBER_WORDS = frozenset(
 def asks_for_quantity(question: str) -> bool:
     """Does the question ask for a number, an amount or a date ("hvor mange", "how much", "når")?"""
     return bool(_QUANTITY.search(question))
+
+
+# "When" in its forms: a question that asks for a point in time (not "hvor lenge", a duration).
+_WHEN = re.compile(r"^\s*(?:når|when)\b|\b(?:hvilken dato|kva dato|what date|on what date|hvilket år|kva år|"
+                   r"what year|which year|in which year|fra når|since when)\b", re.IGNORECASE)
+# "..., og hvem?", "and by whom?": a second question, which the passages may answer on its own
+_SECOND_QUESTION = re.compile(r"\b(?:og|and)\s+(?:by\s+)?(?:hvem|hva|hvordan|hvor|når|kven|kva|korleis|"
+                              r"who|whom|what|how|where|when|why|hvorfor)\b", re.IGNORECASE)
+# ("may", "fall" and "vår", also "our" in Norwegian, are left out: mostly other words.)
+_DATE_WORDS = frozenset(
+    """januar februar mars april mai juni juli august september oktober november desember
+    january february march june july october december jan feb mar apr jun jul aug sep sept okt oct nov dec
+    våren sommeren høsten vinteren sommer høst vinter spring summer autumn winter
+    mandag tirsdag onsdag torsdag fredag lørdag søndag måndag tysdag laurdag sundag
+    monday tuesday wednesday thursday friday saturday sunday kvartal quarter""".split()
+)
+_YEAR = re.compile(r"^(?:19|20)\d\d$")
+_DAY_MONTH = re.compile(r"\b\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\b\d{4}-\d{2}-\d{2}\b")
+
+
+def asks_for_date(question: str) -> bool:
+    """Does the question ask when ("Når ...", "hvilket år", "on what date"), rather than how long,
+    and nothing else ("Hvem utførte analysen, og når?" asks two things)?"""
+    return bool(_WHEN.search(question)) and not _SECOND_QUESTION.search(question)
+
+
+def dates(text: str) -> set[str]:
+    """Tokens that place something in time: years (1900-2099), months, seasons, weekdays, quarters,
+    and dates written with digits ("12.03.2025", "2025-03-12")."""
+    found = {w for w in (m.group().lower() for m in _WORD.finditer(text)) if w in _DATE_WORDS or _YEAR.match(w)}
+    return found | {m.group() for m in _DAY_MONTH.finditer(text)}
 
 
 def numbers(text: str) -> set[str]:

@@ -346,3 +346,26 @@ def test_a_role_question_needs_that_role_and_a_name_in_one_sentence() -> None:
     assert f("Who is the managing director of KS Digital?") == 1.0  # "Directorate" is not "director"
     assert f("Hvem er ordfører i Oslo?") == 1.0
     assert f("Hvem er med i teamet?") == 0.0  # asks for no role
+
+
+def test_a_when_question_needs_a_point_in_time_near_its_words() -> None:
+    from assistant.terms import asks_for_date, dates
+
+    assert asks_for_date("Når kommer versjon 2 av Designsystemet?")
+    assert asks_for_date("On what date will the interface be switched off?")
+    assert not asks_for_date("Hvor lenge varer en økt i ID-porten?")  # a duration: the quantity rule
+    assert not asks_for_date("Hvem utførte analysen, og når?")  # two questions: the other may be answered
+    assert dates("lansert i mars 2025, fredag formiddag, 12.03.2025, høsten") == {
+        "mars", "2025", "fredag", "12.03.2025", "høsten"}
+    assert dates("versjon 2 har 300 komponenter, og vår tjeneste may change") == set()
+    hits = make_hits([
+        "Første versjon av Designsystemet ble lansert i mars 2025.",
+        "Versjon 2 av Designsystemet får nye komponenter.",
+    ])
+    f = lambda q, h=hits: refusal_features(q, h, BagEmbedder(), lang="nb")  # noqa: E731
+    assert f("Når ble første versjon av Designsystemet lansert?")["date_unmet"] == 0.0
+    undated = make_hits(["Versjon 2 av Designsystemet får 300 nye komponenter.",
+                         "Designsystemet brukes av over 100 virksomheter."])
+    unmet = f("Når kommer versjon 2 av Designsystemet?", undated)
+    assert unmet["date_unmet"] == 1.0 and unmet["quantity_unmet"] == 0.0  # "300" is a number, not a date
+    assert f("Hva er nytt i versjon 2 av Designsystemet?", undated)["date_unmet"] == 0.0  # asks no date

@@ -74,27 +74,36 @@ def test_fresh_probes_measure_refusal_on_unseen_questions(result: dict, real_emb
     fresh = run_eval(Path(__file__).parent / "data" / "fresh_probes.jsonl", settings=settings,
                      corpus_dirs=[shared("corpus")], assistant=bot)
     # Then the rule for hyphenated names was mended on it (its unseen figures were 10 of 20, 3 of 20),
-    # and in the sixth session the role rule (9 -> 11 of 20 refused).
-    assert fresh["n_unanswerable"] == 20 and fresh["refusal_rate"] >= 0.50  # measured 0.55 (11 of 20)
+    # and in the sixth session the role and date rules (9 -> 11 -> 13 of 20 refused).
+    assert fresh["n_unanswerable"] == 20 and fresh["refusal_rate"] >= 0.60  # measured 0.65 (13 of 20)
     assert fresh["n"] == 20 and fresh["false_refusal_rate"] <= 0.10  # measured 0.05 (1 of 20)
     assert fresh["citation_validity"] == 1.0 and fresh["passage@5"] >= 0.80  # measured 0.85
     # A second set, written by another such helper after that change, and not looked at before this
     # measurement (data/fresh2_probes.jsonl): the held-out estimate now.
     second = run_eval(Path(__file__).parent / "data" / "fresh2_probes.jsonl", settings=settings,
                       corpus_dirs=[shared("corpus")], assistant=bot)
-    # The sixth session's role rule was written on these two sets and the probes: 11 -> 13 of 20 here.
-    assert second["n_unanswerable"] == 20 and second["refusal_rate"] >= 0.60  # measured 0.65 (13 of 20)
+    # The sixth session's role and date rules were written on these two sets and the probes: 11 -> 13
+    # -> 15 of 20 here.
+    assert second["n_unanswerable"] == 20 and second["refusal_rate"] >= 0.70  # measured 0.75 (15 of 20)
     assert second["n"] == 20 and second["false_refusal_rate"] <= 0.15  # measured 0.10 (2 of 20)
     assert second["citation_validity"] == 1.0 and second["passage@5"] >= 0.90  # measured 0.95
     # A third set, written in the sixth session by a helper that saw neither the rules nor the other
     # sets (data/fresh3_probes.jsonl), measured before the role rule: 9 of 20 refused, 2 of 20
     # falsely; with the rule as first written 10 and 3 ("Who runs the SML?" read as a role question);
-    # after "who runs" was taken out of the rule, 10 and 2. No longer unseen after that mend.
+    # after "who runs" was taken out of the rule, 10 and 2. No longer unseen after that mend (and its
+    # when-questions were read while the date rule was written): 13 of 20 with the date rule.
     third = run_eval(Path(__file__).parent / "data" / "fresh3_probes.jsonl", settings=settings,
                      corpus_dirs=[shared("corpus")], assistant=bot)
-    assert third["n_unanswerable"] == 20 and third["refusal_rate"] >= 0.45  # measured 0.50 (10 of 20)
+    assert third["n_unanswerable"] == 20 and third["refusal_rate"] >= 0.60  # measured 0.65 (13 of 20)
     assert third["n"] == 20 and third["false_refusal_rate"] <= 0.10  # measured 0.10 (2 of 20)
     assert third["citation_validity"] == 1.0 and third["passage@5"] >= 0.85  # measured 0.90
+    # A fourth set (data/fresh4_probes.jsonl), written by a helper after both rules and measured once
+    # with them: the held-out estimate now. The fifth session's rules: 7 of 20 refused, 4 of 20 false.
+    fourth = run_eval(Path(__file__).parent / "data" / "fresh4_probes.jsonl", settings=settings,
+                      corpus_dirs=[shared("corpus")], assistant=bot)
+    assert fourth["n_unanswerable"] == 20 and fourth["refusal_rate"] >= 0.45  # measured 0.50 (10 of 20)
+    assert fourth["n"] == 20 and fourth["false_refusal_rate"] <= 0.20  # measured 0.20 (4 of 20)
+    assert fourth["citation_validity"] == 1.0 and fourth["passage@5"] >= 0.85  # measured 0.90
 
 
 @pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached on the dev set (3 of 4 unanswerables)")
