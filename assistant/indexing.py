@@ -232,15 +232,24 @@ class Indexer:
             with self.store.transaction():
                 self.store.set_meta("pipeline", PIPELINE_VERSION)
         self.store.prune_vectors()
-        tick = time.perf_counter()
-        if self._segments and lexical_segment.maintain(self.store.db, self.index_dir) is not None:  # type: ignore[attr-defined]
-            timings["lexical_segment"] = time.perf_counter() - tick
+        if self._segments:
+            self._maintain_segment(timings)
         docs_total, chunks_total = self.store.counts()
         return IndexReport(
             added=tuple(report.added), changed=tuple(report.changed), removed=tuple(report.removed),
             unchanged=report.unchanged, skipped=tuple(report.skipped),
             chunks_embedded=self.chunks_embedded, chunks_total=chunks_total, documents_total=docs_total,
             seconds=time.perf_counter() - started, timings=timings)
+
+    def _maintain_segment(self, timings: dict[str, float]) -> None:
+        """Write the lexical segment when the index needs one (lexical_segment.py). It only speeds up
+        search, so a failure (a full disk) is logged, and FTS5 answers alone."""
+        tick = time.perf_counter()
+        try:
+            if lexical_segment.maintain(self.store.db, self.index_dir) is not None:  # type: ignore[attr-defined]
+                timings["lexical_segment"] = time.perf_counter() - tick
+        except OSError as exc:
+            log.warning("could not write the lexical segment (%s); lexical search uses FTS5 alone", exc)
 
     def _flush(self, pending: _Pending, removed: list[str], timings: dict[str, float],
                progress: Progress | None) -> None:

@@ -221,3 +221,23 @@ def test_a_hyphenated_stem_is_scored_as_the_phrase_fts5_reads(tmp_path: Path, sm
     _bot(tmp_path, corpus).index()
     plain, fast = _both(tmp_path / "index", "Hva står i KS-artikkelen om kommunene?")
     assert plain and _same(plain, fast)
+
+
+def test_a_failed_segment_write_keeps_the_run_and_fts5_answers(tmp_path: Path, small_threshold: None,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    corpus = tmp_path / "corpus"
+    write_files(corpus, _docs(30))
+    bot = _bot(tmp_path, corpus)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lexical_segment.np, "save", full_disk)
+    report = bot.index()
+    assert report.added and "lexical_segment" not in report.timings
+    assert "could not write the lexical segment" in caplog.text
+    index_dir = tmp_path / "index"
+    assert lexical_segment.newest(index_dir) is None
+    assert not any(p.name.startswith(".lexical-") for p in index_dir.iterdir())  # the temporary folder is gone
+    assert bot.search("sosialhjelp og søknad", k=3)
