@@ -10,6 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SEED = ROOT / "corpus" / "en-innovasjonskraft-a-regne-med.txt"
+# Texts the question engines (numpy, ONNX Runtime) are compared with sentence-transformers on.
+ENCODER_TEXTS = [
+    "query: How did the social-assistance application come about?",
+    "passage: Et eksempel på godt samarbeid er den nye løsningen for søknad om sosialhjelp.",
+    "  query: Hvem var med på det?  ",  # spaces are tokens too (sentence-transformers 6 keeps them)
+    "passage: Æ, ø og å — «sitat» og 12,5 % på nynorsk: kva skjer?",
+    "x",
+    "passage: " + SEED.read_text(encoding="utf-8")[:4000],  # over 512 tokens: truncated
+]
 
 
 @pytest.fixture(autouse=True)

@@ -65,45 +65,40 @@ def test_probe_questions_are_refused_or_answered(result: dict, real_embedder,  #
     assert probes["citation_validity"] == 1.0
 
 
+# Sets of 20 unanswerable near misses and 20 answerable questions, each written by a helper that saw
+# neither the refusal rules nor the earlier sets: (file, least refusal rate, most false-refusal rate,
+# least passage@5), with what was measured.
+FRESH_SETS = [
+    # Fifth session, measured once before any change (10 of 20 refused, 3 of 20 false); then the rule
+    # for hyphenated names was mended on it (9, 1), and in the sixth session the role and date rules
+    # (11, then 13 of 20 refused). Measured 0.65, 0.05 (1 of 20), passage@5 0.85.
+    ("fresh_probes.jsonl", 0.60, 0.10, 0.80),
+    # Written after that mend and unseen before its measurement (11 of 20, 2 of 20); the sixth
+    # session's rules were written on these two sets and the probes: 13, then 15 of 20. Measured
+    # 0.75, 0.10 (2 of 20), passage@5 0.95.
+    ("fresh2_probes.jsonl", 0.70, 0.15, 0.90),
+    # Sixth session, measured before the role rule: 9 of 20 refused, 2 of 20 false; with the rule as
+    # first written 10 and 3 ("Who runs the SML?" read as a role question); after "who runs" was taken
+    # out, 10 and 2. No longer unseen after that mend (and its when-questions were read while the date
+    # rule was written): 13 of 20 with it. Measured 0.65, 0.10 (2 of 20), passage@5 0.90.
+    ("fresh3_probes.jsonl", 0.60, 0.10, 0.85),
+    # Written after both rules and measured once with them: the held-out estimate now. The fifth
+    # session's rules: 7 of 20 refused, 4 of 20 false. Measured 0.50 (10 of 20), 0.20 (the same 4),
+    # passage@5 0.90.
+    ("fresh4_probes.jsonl", 0.45, 0.20, 0.85),
+]
+
+
+@pytest.mark.parametrize("name, refused, false, passage", FRESH_SETS, ids=[f[0] for f in FRESH_SETS])
 def test_fresh_probes_measure_refusal_on_unseen_questions(result: dict, real_embedder,  # type: ignore[no-untyped-def]
-                                                         settings: Settings) -> None:
-    # 20 unanswerable near misses and 20 answerable questions written in the fifth session by a helper
-    # that saw neither the refusal rules nor the earlier probes (data/fresh_probes.jsonl). Measured
-    # once, before any change, and not tuned on: the honest estimate of refusal on new questions.
+                                                         settings: Settings, name: str, refused: float,
+                                                         false: float, passage: float) -> None:
     bot = Assistant.open(settings=settings, embedder=real_embedder)
-    fresh = run_eval(Path(__file__).parent / "data" / "fresh_probes.jsonl", settings=settings,
+    fresh = run_eval(Path(__file__).parent / "data" / name, settings=settings,
                      corpus_dirs=[shared("corpus")], assistant=bot)
-    # Then the rule for hyphenated names was mended on it (its unseen figures were 10 of 20, 3 of 20),
-    # and in the sixth session the role and date rules (9 -> 11 -> 13 of 20 refused).
-    assert fresh["n_unanswerable"] == 20 and fresh["refusal_rate"] >= 0.60  # measured 0.65 (13 of 20)
-    assert fresh["n"] == 20 and fresh["false_refusal_rate"] <= 0.10  # measured 0.05 (1 of 20)
-    assert fresh["citation_validity"] == 1.0 and fresh["passage@5"] >= 0.80  # measured 0.85
-    # A second set, written by another such helper after that change, and not looked at before this
-    # measurement (data/fresh2_probes.jsonl): the held-out estimate now.
-    second = run_eval(Path(__file__).parent / "data" / "fresh2_probes.jsonl", settings=settings,
-                      corpus_dirs=[shared("corpus")], assistant=bot)
-    # The sixth session's role and date rules were written on these two sets and the probes: 11 -> 13
-    # -> 15 of 20 here.
-    assert second["n_unanswerable"] == 20 and second["refusal_rate"] >= 0.70  # measured 0.75 (15 of 20)
-    assert second["n"] == 20 and second["false_refusal_rate"] <= 0.15  # measured 0.10 (2 of 20)
-    assert second["citation_validity"] == 1.0 and second["passage@5"] >= 0.90  # measured 0.95
-    # A third set, written in the sixth session by a helper that saw neither the rules nor the other
-    # sets (data/fresh3_probes.jsonl), measured before the role rule: 9 of 20 refused, 2 of 20
-    # falsely; with the rule as first written 10 and 3 ("Who runs the SML?" read as a role question);
-    # after "who runs" was taken out of the rule, 10 and 2. No longer unseen after that mend (and its
-    # when-questions were read while the date rule was written): 13 of 20 with the date rule.
-    third = run_eval(Path(__file__).parent / "data" / "fresh3_probes.jsonl", settings=settings,
-                     corpus_dirs=[shared("corpus")], assistant=bot)
-    assert third["n_unanswerable"] == 20 and third["refusal_rate"] >= 0.60  # measured 0.65 (13 of 20)
-    assert third["n"] == 20 and third["false_refusal_rate"] <= 0.10  # measured 0.10 (2 of 20)
-    assert third["citation_validity"] == 1.0 and third["passage@5"] >= 0.85  # measured 0.90
-    # A fourth set (data/fresh4_probes.jsonl), written by a helper after both rules and measured once
-    # with them: the held-out estimate now. The fifth session's rules: 7 of 20 refused, 4 of 20 false.
-    fourth = run_eval(Path(__file__).parent / "data" / "fresh4_probes.jsonl", settings=settings,
-                      corpus_dirs=[shared("corpus")], assistant=bot)
-    assert fourth["n_unanswerable"] == 20 and fourth["refusal_rate"] >= 0.45  # measured 0.50 (10 of 20)
-    assert fourth["n"] == 20 and fourth["false_refusal_rate"] <= 0.20  # measured 0.20 (4 of 20)
-    assert fourth["citation_validity"] == 1.0 and fourth["passage@5"] >= 0.85  # measured 0.90
+    assert fresh["n_unanswerable"] == 20 and fresh["refusal_rate"] >= refused
+    assert fresh["n"] == 20 and fresh["false_refusal_rate"] <= false
+    assert fresh["citation_validity"] == 1.0 and fresh["passage@5"] >= passage
 
 
 @pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached on the dev set (3 of 4 unanswerables)")

@@ -44,6 +44,15 @@ def _bot(tmp_path: Path, corpus: Path) -> Assistant:
     return Assistant.open(settings=settings, embedder=FakeEmbedder())
 
 
+def _indexed(tmp_path: Path, n: int) -> tuple[Assistant, Path, Path]:
+    """An assistant over `n` documents, indexed: (assistant, corpus folder, index folder)."""
+    corpus = tmp_path / "corpus"
+    write_files(corpus, _docs(n))
+    bot = _bot(tmp_path, corpus)
+    bot.index()
+    return bot, corpus, tmp_path / "index"
+
+
 def _both(index_dir: Path, question: str, k: int = 20) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """The lexical results of FTS5 alone, and with the index's segment."""
     db = sqlite3.connect(str(index_dir / "store.sqlite"))
@@ -123,11 +132,7 @@ def test_the_segment_ranks_as_fts5_does_and_follows_changes(tmp_path: Path, smal
 
 
 def test_a_stale_segment_is_rewritten_and_the_old_one_removed(tmp_path: Path, small_threshold: None) -> None:
-    corpus = tmp_path / "corpus"
-    write_files(corpus, _docs(40))
-    bot = _bot(tmp_path, corpus)
-    bot.index()
-    index_dir = tmp_path / "index"
+    bot, corpus, index_dir = _indexed(tmp_path, 40)
     first = lexical_segment.newest(index_dir)
     write_files(corpus, _docs(15, seed=5) | {f"extra{i}.md": f"# Ekstra {i}\n\nTilskudd til idrett nummer {i}."
                                               for i in range(10)})
@@ -141,11 +146,7 @@ def test_a_stale_segment_is_rewritten_and_the_old_one_removed(tmp_path: Path, sm
 
 def test_a_rebuild_replaces_the_segment_and_a_foreign_one_is_not_used(tmp_path: Path,
                                                                     small_threshold: None) -> None:
-    corpus = tmp_path / "corpus"
-    write_files(corpus, _docs(30))
-    bot = _bot(tmp_path, corpus)
-    bot.index()
-    index_dir = tmp_path / "index"
+    bot, _, index_dir = _indexed(tmp_path, 30)
     old = lexical_segment.load(index_dir)
     assert old is not None
     bot.index(rebuild=True)
@@ -185,11 +186,7 @@ def test_a_small_index_has_no_segment_and_a_shrunk_one_drops_it(tmp_path: Path, 
 
 def test_a_damaged_segment_is_ignored_and_fts5_answers(tmp_path: Path, small_threshold: None,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    corpus = tmp_path / "corpus"
-    write_files(corpus, _docs(30))
-    bot = _bot(tmp_path, corpus)
-    bot.index()
-    index_dir = tmp_path / "index"
+    bot, corpus, index_dir = _indexed(tmp_path, 30)
     before = [h.chunk_id for h in bot.search("sosialhjelp og søknad", k=5)]
     path = lexical_segment.newest(index_dir)
     assert path is not None

@@ -14,16 +14,9 @@ import pytest
 from assistant import AssistantError, Settings
 from assistant.embedding import SentenceTransformerEmbedder, load_embedder, question_embedder
 from assistant.numpy_bert import NumpyBert, NumpyEmbedder, supports
-from conftest import ROOT, SEED
+from conftest import ENCODER_TEXTS, ROOT, SEED
 
-TEXTS = [
-    "query: How did the social-assistance application come about?",
-    "passage: Et eksempel på godt samarbeid er den nye løsningen for søknad om sosialhjelp.",
-    "  query: Hvem var med på det?  ",  # spaces are tokens too (sentence-transformers 6 keeps them)
-    "passage: Æ, ø og å — «sitat» og 12,5 % på nynorsk: kva skjer?",
-    "x",
-    "passage: " + SEED.read_text(encoding="utf-8")[:4000],  # over 512 tokens: truncated
-]
+TEXTS = ENCODER_TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,9 @@ from assistant import AssistantError, Settings
 from assistant.embedding import load_embedder, question_embedder
 from assistant.numpy_bert import NumpyBert, NumpyEmbedder
 from assistant.onnx_bert import OnnxBert, onnx_missing
-from conftest import SEED
+from conftest import ENCODER_TEXTS
 
-TEXTS = [
-    "query: How did the social-assistance application come about?",
-    "passage: Et eksempel på godt samarbeid er den nye løsningen for søknad om sosialhjelp.",
-    "  query: Hvem var med på det?  ",  # spaces are tokens too (sentence-transformers 6 keeps them)
-    "passage: Æ, ø og å — «sitat» og 12,5 % på nynorsk: kva skjer?",
-    "x",
-    "passage: " + SEED.read_text(encoding="utf-8")[:4000],  # over 512 tokens: truncated
-]
+TEXTS = ENCODER_TEXTS
 
 pytestmark = pytest.mark.skipif(onnx_missing() is not None, reason=str(onnx_missing()))
 
