@@ -83,7 +83,7 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
 
     `quantity_unmet`: it asks how many / how much / when, and no sentence near two of its
     content words states a number it did not state itself; `date_unmet`: it asks when, and no
-    such sentence states a year, month, season, weekday or date it did not state; `money_unmet`: it asks what
+    such sentence places anything in time (`terms.dates`) that it did not state; `money_unmet`: it asks what
     something costs or pays, and no sentence near its words states an amount of money;
     `person_unmet`: it asks who, and no sentence near its words names anyone it did not
     name (same language only: across languages too few words are shared to find "near");
@@ -127,7 +127,8 @@ def _quantity_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]
 
 def _date_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
     """No sentence near two of the question's words places something in time (a year, month, season,
-    weekday or date) that the question did not state: "versjon 2" does not answer "når"."""
+    weekday, date, clock time or count of days and weeks: `terms.dates`) that the question did not
+    state: "versjon 2" does not answer "når"."""
     asked = dates(question)
     return not any(dates(s) - asked for s in _near(question, sentences, min_shared=2))
 

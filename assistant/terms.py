@@ -85,8 +85,13 @@ _DATE_WORDS = frozenset(
     january february march june july october december jan feb mar apr jun jul aug sep sept okt oct nov dec
     våren sommeren høsten vinteren sommer høst vinter spring summer autumn winter
     mandag tirsdag onsdag torsdag fredag lørdag søndag måndag tysdag laurdag sundag
-    monday tuesday wednesday thursday friday saturday sunday kvartal quarter""".split()
+    monday tuesday wednesday thursday friday saturday sunday kvartal quarter
+    klokka klokken kl time timen timer morgen morgenen formiddag formiddagen ettermiddag ettermiddagen
+    kveld kvelden natt natten daglig ukentlig månedlig årlig o'clock morning afternoon evening night
+    hourly daily weekly monthly yearly annually
+    dag dager dagen døgn uke uker uka måned måneder måneden day days week weeks month months""".split()
 )
+_CLOCK = re.compile(r"\b\d{1,2}[:.]\d{2}\b(?![.:]\d)")  # 07:15, 7.15; not part of 12.03.2025
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 _DAY_MONTH = re.compile(r"\b\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\b\d{4}-\d{2}-\d{2}\b")
 
@@ -99,9 +104,11 @@ def asks_for_date(question: str) -> bool:
 
 def dates(text: str) -> set[str]:
     """Tokens that place something in time: years (1900-2099), months, seasons, weekdays, quarters,
-    and dates written with digits ("12.03.2025", "2025-03-12")."""
+    dates and clock times written with digits ("12.03.2025", "2025-03-12", "07:15"), times of day
+    and how often ("klokka seks", "hver time", "daily"), and the days, weeks and months a time is
+    counted in ("if more than a month goes by", "innen tre uker")."""
     found = {w for w in (m.group().lower() for m in _WORD.finditer(text)) if w in _DATE_WORDS or _YEAR.match(w)}
-    return found | {m.group() for m in _DAY_MONTH.finditer(text)}
+    return found | {m.group() for m in _DAY_MONTH.finditer(text)} | {m.group() for m in _CLOCK.finditer(text)}
 
 
 def numbers(text: str) -> set[str]:

@@ -356,7 +356,9 @@ def test_a_when_question_needs_a_point_in_time_near_its_words() -> None:
     assert not asks_for_date("Hvor lenge varer en økt i ID-porten?")  # a duration: the quantity rule
     assert not asks_for_date("Hvem utførte analysen, og når?")  # two questions: the other may be answered
     assert dates("lansert i mars 2025, fredag formiddag, 12.03.2025, høsten") == {
-        "mars", "2025", "fredag", "12.03.2025", "høsten"}
+        "mars", "2025", "fredag", "formiddag", "12.03.2025", "høsten"}
+    assert dates("Ferja går hver time fra klokka seks, første kl 07:15.") == {"time", "klokka", "kl", "07:15"}
+    assert dates("Du får svar innen tre uker.") == {"uker"}  # a when answered by how long until
     assert dates("versjon 2 har 300 komponenter, og vår tjeneste may change") == set()
     hits = make_hits([
         "Første versjon av Designsystemet ble lansert i mars 2025.",
