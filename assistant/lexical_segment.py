@@ -42,8 +42,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-# Chunks from which the indexer keeps a segment. FTS5 answers 1,178 chunks in 0.7 ms (p50)
-# and 100,000 in 16 ms with a p95 of 38 ms; a segment of 20,000 takes about a second to write.
+# Chunks from which the indexer keeps a segment. FTS5 answers 1,178 chunks in 0.7 ms (p50) and
+# 10,000 in 2.2 ms (p95 5.9 ms), but 100,000 in 16 ms (p95 38 ms); writing a segment took 14 s at
+# 100,000 chunks and 128 s at a million (README, Performance), so about 3 s at this size.
 THRESHOLD = 20_000
 STALE_SHARE = 0.2  # a new segment once this share of the index was added or removed since
 K1, B = 1.2, 0.75  # FTS5's bm25() defaults
@@ -234,7 +235,8 @@ def write(db: sqlite3.Connection, index_dir: Path) -> Path:
         for name, values in arrays.items():
             np.save(tmp / f"{name}.npy", values)
         (tmp / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
-        meta = {"format": FORMAT, "uid": store_uid(db, create=True), "max_id": max_id, "chunks": len(ids), "postings": len(rows)}
+        meta = {"format": FORMAT, "uid": store_uid(db, create=True), "max_id": max_id, "chunks": len(ids),
+                "postings": len(rows)}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:

@@ -8,15 +8,16 @@ passages supports an answer. Two kinds of signal decide it:
   question's content words any sentence shares;
 - whether the passages hold the kind of answer the question asks for
   (`answer_type_features`): a number for "how many / how much / when", an
-  amount of money for "what does it cost", a year, month or date for "when", a name for "who", the role and a
-  name in one sentence for "who is the CEO / mayor / head of", and the place or
-  name the question is about ("i Oslo", "the CEO").
+  amount of money for "what does it cost", a point in time for "when", a name
+  for "who", the role and a name in one sentence for "who is the CEO / mayor /
+  head of", and the place or name the question is about ("i Oslo", "the CEO").
 
 The second kind catches the near misses that similarity alone lets through: a
 question on a topic the documents cover, about a fact they do not state.
 Calibrated on the dev questions and on questions of the project's own
-(`tests/data/unanswerable.jsonl`, `tests/data/probes.jsonl`, the fresh probe sets; README, "Answers"). `refusal_answer` says so in the question's language and keeps the
-hits, so a user interface can show them as "may be related".
+(`tests/data/unanswerable.jsonl`, `tests/data/probes.jsonl`, the fresh probe
+sets; README, "Answers"). `refusal_answer` says so in the question's language
+and keeps the hits, so a user interface can show them as "may be related".
 """
 
 from __future__ import annotations
@@ -82,9 +83,10 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     """1.0 where the top passages lack the kind of answer the question asks for, else 0.0.
 
     `quantity_unmet`: it asks how many / how much / when, and no sentence near two of its
-    content words states a number it did not state itself; `date_unmet`: it asks when, and no
-    such sentence places anything in time (`terms.dates`) that it did not state; `money_unmet`: it asks what
-    something costs or pays, and no sentence near its words states an amount of money;
+    content words states a number it did not state itself; `date_unmet`: it asks when, and
+    no such sentence places anything in time (`terms.dates`) that it did not state;
+    `money_unmet`: it asks what something costs or pays, and no sentence near its words
+    states an amount of money;
     `person_unmet`: it asks who, and no sentence near its words names anyone it did not
     name (same language only: across languages too few words are shared to find "near");
     `role_unmet`: it asks who holds a role ("Hvem er ordfører i ...", "Who is the CEO of ...")

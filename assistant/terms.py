@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 
 __all__ = ["STOPWORDS", "stem", "content_words", "numbers", "asks_for_quantity", "asks_for_money",
-           "states_money", "asks_for_person", "asks_for_role", "asks_for_date", "dates", "names", "question_names", "mentions"]
+           "states_money", "asks_for_person", "asks_for_role", "asks_for_date", "dates", "names", "question_names",
+           "mentions"]
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _SUFFIXES = ("heten", "ene", "ane", "ens", "ing", "ers", "er", "en", "et", "ar", "a", "e", "s")
