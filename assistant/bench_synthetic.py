@@ -152,8 +152,7 @@ def _serve(bench: "Bench", index_dir: Path, questions: list[str]) -> dict[str, A
 
 
 def _row(label: str, size: int, served: dict[str, Any], index_dir: Path) -> dict[str, Any]:
-    # search: as served, the question embedded beside the lexical query (an older child: the sum)
-    search = served.get("search") or [e + r for e, r in zip(served["embed"], served["retrieve"])]
+    search = served["search"]  # as served: the question embedded beside the lexical query
     ask = [e + r for e, r in zip(served["embed"], served["ask"])]
     embed = median(served["embed"])
     return {"label": label, "size": size, "chunks": served["chunks"], "vector_index": served["vector_index"],

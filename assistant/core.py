@@ -318,7 +318,7 @@ class Assistant:
         docs, chunks = store.counts()
         size = sum(p.stat().st_size for p in self.index_dir.rglob("*") if p.is_file())
         updated = store.get_meta("updated_at")
-        segment = lexical_segment.load(self.index_dir)
+        segment = lexical_segment.load(self.index_dir, self._doc_freq.segment)  # read only if new
         lexical = f"fts5 + segment of {segment.size} chunks" if segment is not None else "fts5"
         return IndexInfo(str(self.index_dir), docs, chunks, self.embedder.model_id, self.embedder.dimension,
                          vectors.index_kind(chunks), size, float(updated) if updated else None,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "CachedEmbedder", "LazyEmbedder", "SentenceTransformerEmbedder", "load_embedder",
+__all__ = ["Embedder", "CachedEmbedder", "LazyEmbedder", "WrappedEmbedder", "SentenceTransformerEmbedder", "load_embedder",
            "embedder_from_factory", "question_embedder",
            "folder_fingerprint", "MAX_SEQ_LENGTH"]
 
@@ -218,7 +218,29 @@ class SentenceTransformerEmbedder(LazyEmbedder):
         return AssistantError(f"cannot load model {self._model_id}: {_first_line(exc)}{advice}")
 
 
-class CachedEmbedder:
+class WrappedEmbedder:
+    """An embedder in front of `inner`, whose identity (model id, fingerprint, dimension) it takes.
+
+    Subclasses give `embed`: a cache, another route to the same model, a test's shortcut.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def model_id(self) -> str:
+        return str(self.inner.model_id)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.inner.fingerprint)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.inner.dimension)
+
+
+class CachedEmbedder(WrappedEmbedder):
     """An `Embedder` that remembers the vectors of the last `max_items` distinct texts it embedded.
 
     For the question side: a question is embedded once for retrieval and again
@@ -231,22 +253,10 @@ class CachedEmbedder:
     def __init__(self, inner: Embedder, max_items: int = 20_000) -> None:
         from collections import OrderedDict
 
-        self.inner = inner
+        super().__init__(inner)
         self.max_items = max_items
         self._vectors: "OrderedDict[str, np.ndarray]" = OrderedDict()
         self._lock = threading.Lock()
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         found: dict[str, np.ndarray] = {}

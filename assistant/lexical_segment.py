@@ -35,7 +35,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -236,7 +236,7 @@ def write(db: sqlite3.Connection, index_dir: Path) -> Path:
             np.save(tmp / f"{name}.npy", values)
         (tmp / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
         meta = {"format": FORMAT, "uid": store_uid(db, create=True), "max_id": max_id, "chunks": len(ids),
-                "postings": len(rows)}
+                "postings": len(rows), "terms": len(vocab)}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
@@ -251,16 +251,24 @@ def write(db: sqlite3.Connection, index_dir: Path) -> Path:
     return path
 
 
-def read(path: Path) -> Segment:
-    """The segment in `path`, its arrays memory-mapped. Raises OSError or ValueError when damaged."""
+def _checked(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A segment's meta and its memory-mapped arrays, checked against each other (not the vocabulary)."""
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT:
         raise ValueError(f"format {meta.get('format')}, expected {FORMAT}")
     arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-    terms = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
-    if len(arrays["offsets"]) != len(terms) + 1 or len(arrays["ids"]) != meta["chunks"] \
+    if len(arrays["offsets"]) != meta["terms"] + 1 or len(arrays["ids"]) != meta["chunks"] \
             or len(arrays["postings"]) != meta["postings"]:
         raise ValueError("its files do not agree")
+    return meta, arrays
+
+
+def read(path: Path) -> Segment:
+    """The segment in `path`, its arrays memory-mapped. Raises OSError or ValueError when damaged."""
+    meta, arrays = _checked(path)
+    terms = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
+    if len(terms) != meta["terms"]:
+        raise ValueError("its vocabulary does not agree")
     return Segment(path, _ident(path), str(meta["uid"]), int(meta["max_id"]),
                    {t: i for i, t in enumerate(terms)}, **arrays)
 
@@ -291,25 +299,32 @@ def _ident(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def stale_share(db: sqlite3.Connection, segment: Segment) -> float:
-    """The share of the index added or removed since `segment` was written."""
+def stale_share(db: sqlite3.Connection, max_id: int, chunks: int) -> float:
+    """The share of the index added or removed since a segment of `chunks` chunks up to `max_id`."""
     rows, _ = table_stats(db)
-    newer = int(db.execute("SELECT count(*) FROM chunks WHERE id > ?", (segment.max_id,)).fetchone()[0])
-    removed = max(segment.size - (rows - newer), 0)
+    newer = int(db.execute("SELECT count(*) FROM chunks WHERE id > ?", (max_id,)).fetchone()[0])
+    removed = max(chunks - (rows - newer), 0)
     return (newer + removed) / max(rows, 1)
 
 
 def maintain(db: sqlite3.Connection, index_dir: Path) -> Path | None:
     """After an index run: write a segment when the index is large enough and has none, or
-    when its segment is stale; remove older segments. Returns the new segment's folder."""
+    when its segment is stale or damaged; remove older segments. Returns the new segment's folder.
+    Reads the current segment's meta and array headers only, not its vocabulary."""
     rows, _ = table_stats(db)
-    current = load(index_dir)
+    path = newest(index_dir)
+    meta = None
+    if path is not None:
+        try:
+            meta = _checked(path)[0]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("lexical segment %s is damaged (%s); writing it again", path.name, exc)
     written = None
-    if current is None or stale_share(db, current) >= STALE_SHARE:
+    if meta is None or stale_share(db, int(meta["max_id"]), int(meta["chunks"])) >= STALE_SHARE:
         if rows >= THRESHOLD:
             written = write(db, index_dir)
-        elif current is not None:  # the index shrank below the threshold: FTS5 alone is fast
-            shutil.rmtree(current.path, ignore_errors=True)
+        elif path is not None:  # the index shrank below the threshold: FTS5 alone is fast
+            shutil.rmtree(path, ignore_errors=True)
     prune(index_dir, newest(index_dir))
     return written
 

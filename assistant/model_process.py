@@ -5,7 +5,7 @@ builds the web app. The model loads in the child while gradio is imported in
 the server, on the other core, instead of one after the other under one
 interpreter lock; and embedding under load does not compete with the server
 for that lock. Questions (`for_questions()`) go to the child's question
-engine (numpy, for the packaged model: loaded in about 2 s); passages to the
+engine (ONNX Runtime or numpy, for the packaged model: loaded in about 2 s); passages to the
 full model, which imports torch and sentence-transformers when first asked.
 The server embeds through a socket pair: a list of texts goes out, a
 float32 array comes back. Several threads may embed at once; the child embeds
@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .embedding import question_embedder
+from .embedding import WrappedEmbedder, question_embedder
 from .errors import AssistantError
 from .settings import Settings
 
@@ -139,26 +139,11 @@ class ProcessEmbedder:
         return child
 
 
-class _Questions:
+class _Questions(WrappedEmbedder):
     """The question side of a `ProcessEmbedder` (same identity, the child's question engine)."""
 
-    def __init__(self, owner: ProcessEmbedder) -> None:
-        self.owner = owner
-
-    @property
-    def model_id(self) -> str:
-        return self.owner.model_id
-
-    @property
-    def fingerprint(self) -> str:
-        return self.owner.fingerprint
-
-    @property
-    def dimension(self) -> int:
-        return self.owner.dimension
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.owner._embed(texts, questions=True)
+        return self.inner._embed(texts, questions=True)
 
 
 class _Child:

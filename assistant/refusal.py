@@ -22,13 +22,12 @@ and keeps the hits, so a user interface can show them as "may be related".
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 from .sentences import sentence_spans
 from .settings import Settings
 from .terms import (asks_for_date, asks_for_money, asks_for_person, asks_for_quantity, asks_for_role, content_words,
-                    dates, mentions, names, numbers, question_names, states_money, stem)
+                    dates, mentions, names, names_role, numbers, question_names, states_money, stem)
 from .types import Answer, Hit
 
 __all__ = ["REFUSAL", "DEFAULT_REFUSE_BELOW", "DEFAULT_REFUSE_BELOW_CROSS", "DEFAULT_LEXICAL_BELOW",
@@ -96,11 +95,13 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     role, when = asks_for_role(question), asks_for_date(question)
     asks = (asks_for_quantity(question), asks_for_money(question), not cross_language and asks_for_person(question))
     sentences = _sentences(hits) if any(asks) or role or when else []
+    near = _near(question, sentences)  # sharing one of its content words, and two of them:
+    near2 = _near(question, sentences, min_shared=2)
     return {
-        "quantity_unmet": float(asks[0] and _quantity_unmet(question, sentences, when)),
-        "date_unmet": float(when and _date_unmet(question, sentences)),
-        "money_unmet": float(asks[1] and not any(states_money(s) for s in _near(question, sentences))),
-        "person_unmet": float(asks[2] and _person_unmet(question, sentences)),
+        "quantity_unmet": float(asks[0] and _quantity_unmet(question, near2, when)),
+        "date_unmet": float(when and _date_unmet(question, near2)),
+        "money_unmet": float(asks[1] and not any(states_money(s) for s in near)),
+        "person_unmet": float(asks[2] and _person_unmet(question, near, sentences)),
         "role_unmet": float(bool(role) and _role_unmet(question, role, sentences)),
         "name_missing": float(_name_missing(question, hits)),
     }
@@ -119,24 +120,26 @@ def _near(question: str, sentences: Sequence[tuple[str, frozenset[str]]], min_sh
     return [sentence for sentence, words in sentences if len(terms & words) >= need]
 
 
-def _quantity_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]], when: bool = False) -> bool:
-    """No sentence near two of the question's words states a number the question did not state
-    (or, when it asks when, a point in time: "fredag formiddag", "i mars")."""
-    asked = numbers(question) | dates(question)
-    return not any((numbers(s) | (dates(s) if when else set())) - asked
-                   for s in _near(question, sentences, min_shared=2))
+def _quantity_unmet(question: str, near: Sequence[str], when: bool) -> bool:
+    """No sentence of `near` (those near two of the question's words) states a number the question
+    did not state (or, when it asks when, a point in time: "fredag formiddag", "i mars")."""
+    if when:
+        asked = numbers(question) | dates(question)
+        return not any((numbers(s) | dates(s)) - asked for s in near)
+    asked = numbers(question)
+    return not any(numbers(s) - asked for s in near)
 
 
-def _date_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
-    """No sentence near two of the question's words places something in time (a year, month, season,
-    weekday, date, clock time or count of days and weeks: `terms.dates`) that the question did not
-    state: "versjon 2" does not answer "når"."""
+def _date_unmet(question: str, near: Sequence[str]) -> bool:
+    """No sentence of `near` (those near two of the question's words) places anything in time
+    (`terms.dates`) that the question did not state: "versjon 2" does not answer "når"."""
     asked = dates(question)
-    return not any(dates(s) - asked for s in _near(question, sentences, min_shared=2))
+    return not any(dates(s) - asked for s in near)
 
 
-def _person_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
-    """No sentence near the question's words names anyone the question did not name.
+def _person_unmet(question: str, near: Sequence[str], sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
+    """No sentence of `near` (those sharing a word with the question) names anyone the question
+    did not name; a word capitalised inside any of `sentences` counts as a name at a sentence's start.
 
     Only asked when question and passages share a language: across languages few words are shared,
     so "near its words" finds too little.
@@ -144,26 +147,17 @@ def _person_unmet(question: str, sentences: Sequence[tuple[str, frozenset[str]]]
     asked = {w.lower() for w in content_words(question)} | {w.lower() for w in question_names(question)}
     asked |= {w.lower() for w in names(question)}
     known = {w.lower() for sentence, _ in sentences for w in names(sentence)}
-    return not any(w.lower() not in asked for s in _near(question, sentences) for w in names(s, known))
-
-
-_LETTER_BEFORE = r"(?<![0-9a-zæøåäöüéèàáóò])"
-_ROLE_END = r"(?:en|er|ene|ens|s|'s|a|ar|ane)?(?![0-9a-zæøåäöüéèàáóò])"  # "direktøren", not "directorate"
+    return not any(w.lower() not in asked for s in near for w in names(s, known))
 
 
 def _role_unmet(question: str, role: Sequence[str], sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
-    """No sentence names the role (one of `role`, perhaps inflected) beside a name the question
-    does not hold, while sharing a content word or a name with the question (besides the role)."""
+    """No sentence names the role (`terms.names_role`) beside a name the question does not hold,
+    while sharing a content word or a name with the question (besides the role)."""
     roles = tuple(r.lower() for r in role)
     asked = {w.lower() for w in question_names(question)} | {w.lower() for w in names(question)}
     terms = {w for w in content_words(question) if not w.startswith(roles)} | {stem(w) for w in asked}
-    for sentence, words in sentences:
-        lowered = sentence.lower()
-        if not any(re.search(_LETTER_BEFORE + re.escape(r) + _ROLE_END, lowered) for r in roles):
-            continue
-        if any(n.lower() not in asked for n in names(sentence)) and (terms & words or not terms):
-            return False
-    return True
+    return not any(names_role(sentence, role) and any(n.lower() not in asked for n in names(sentence))
+                   and (terms & words or not terms) for sentence, words in sentences)
 
 
 def _name_missing(question: str, hits: Sequence[Hit]) -> bool:

@@ -13,10 +13,11 @@ Deliberately small and dependency-free; retrieval has its own analyser.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 __all__ = ["STOPWORDS", "stem", "content_words", "numbers", "asks_for_quantity", "asks_for_money",
-           "states_money", "asks_for_person", "asks_for_role", "asks_for_date", "dates", "names", "question_names",
-           "mentions"]
+           "states_money", "asks_for_person", "asks_for_role", "names_role", "asks_for_date", "dates", "names",
+           "question_names", "mentions"]
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _SUFFIXES = ("heten", "ene", "ane", "ens", "ing", "ers", "er", "en", "et", "ar", "a", "e", "s")
@@ -154,8 +155,7 @@ def asks_for_person(question: str) -> bool:
 
 
 # "Who is the CEO / the mayor / the head of ...": the role asked for, and the words a passage may name
-# that role with (either language; matched as the start of a word, so "direktør" also finds
-# "direktøren" and "styreleder" in "styrelederen"). Questions whose role word is a verb other than
+# that role with (either language; matched as a word, perhaps inflected: `names_role`). Questions whose role word is a verb other than
 # "hvem leder" / "who heads" / "who leads" (who is leading, who should lead, who runs) are not role
 # questions: "Who runs the SML?" asks for an operator ("managed by OpenPEPPOL").
 _ROLES = (
@@ -185,6 +185,16 @@ def asks_for_role(question: str) -> tuple[str, ...]:
         if pattern.search(question):
             return accepted
     return ()
+
+
+_NO_LETTER_BEFORE = r"(?<![0-9a-zæøåäöüéèàáóò])"
+_ROLE_END = r"(?:en|er|ene|ens|s|'s|a|ar|ane)?(?![0-9a-zæøåäöüéèàáóò])"  # "direktøren", not "directorate"
+
+
+def names_role(sentence: str, role: Sequence[str]) -> bool:
+    """Does `sentence` use one of the words `role` (from `asks_for_role`), perhaps inflected?"""
+    lowered = sentence.lower()
+    return any(re.search(_NO_LETTER_BEFORE + re.escape(r.lower()) + _ROLE_END, lowered) for r in role)
 
 
 def _tokens(text: str) -> list[str]:
@@ -245,6 +255,6 @@ def mentions(text: str, word: str) -> bool:
     lowered = text.lower()
     for w in (word.lower(), *_NORWEGIAN_FORMS.get(word.lower(), ())):
         stem_ = w[: max(4, len(w) - 2)] if len(w) > 4 else w
-        if re.search(r"(?<![0-9a-zæøåäöüéèàáóò])" + re.escape(stem_), lowered):
+        if re.search(_NO_LETTER_BEFORE + re.escape(stem_), lowered):
             return True
     return False
