@@ -22,12 +22,14 @@ and keeps the hits, so a user interface can show them as "may be related".
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from .sentences import sentence_spans
 from .settings import Settings
-from .terms import (asks_for_date, asks_for_money, asks_for_person, asks_for_quantity, asks_for_role, content_words,
-                    dates, mentions, names, names_role, numbers, question_names, states_money, stem)
+from .terms import (asks_for_date, asks_for_duration, asks_for_money, asks_for_person, asks_for_quantity, asks_for_role, content_words,
+                    STOPWORDS, counted, dates, mentions, names, names_role, numbers, question_names, same_word, states_duration, states_money,
+                    stem, words)
 from .types import Answer, Hit
 
 __all__ = ["REFUSAL", "DEFAULT_REFUSE_BELOW", "DEFAULT_REFUSE_BELOW_CROSS", "DEFAULT_LEXICAL_BELOW",
@@ -92,13 +94,15 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     and no sentence that shares a word with it names that role and someone (either language);
     `name_missing`: a name it is about ("i Oslo", "the CEO") is in none of the top 3 passages.
     """
-    role, when = asks_for_role(question), asks_for_date(question)
-    asks = (asks_for_quantity(question), asks_for_money(question), not cross_language and asks_for_person(question))
+    role, when, counts = asks_for_role(question), asks_for_date(question), counted(question)
+    asks = (asks_for_quantity(question) or asks_for_duration(question), asks_for_money(question),
+            not cross_language and asks_for_person(question))
     sentences = _sentences(hits) if any(asks) or role or when else []
     near = _near(question, sentences)  # sharing one of its content words, and two of them:
     near2 = _near(question, sentences, min_shared=2)
     return {
-        "quantity_unmet": float(asks[0] and _quantity_unmet(question, near2, when)),
+        "quantity_unmet": float(_quantity_asked_unmet(question, hits, near2, when=when, counts=counts,
+                                                      cross_language=cross_language)),
         "date_unmet": float(when and _date_unmet(question, near2)),
         "money_unmet": float(asks[1] and not any(states_money(s) for s in near)),
         "person_unmet": float(asks[2] and _person_unmet(question, near, sentences)),
@@ -120,6 +124,17 @@ def _near(question: str, sentences: Sequence[tuple[str, frozenset[str]]], min_sh
     return [sentence for sentence, words in sentences if len(terms & words) >= need]
 
 
+def _quantity_asked_unmet(question: str, hits: Sequence[Hit], near2: Sequence[str], *, when: bool,
+                          counts: Sequence[str], cross_language: bool) -> bool:
+    """It asks how long (`_duration_unmet`), how many of something (`_count_unmet`, same language
+    only) or another quantity (`_quantity_unmet`), and the passages do not say."""
+    if asks_for_duration(question):
+        return _duration_unmet(question, hits, cross_language)
+    if counts and not cross_language:
+        return _count_unmet(question, hits, counts)
+    return asks_for_quantity(question) and _quantity_unmet(question, near2, when)
+
+
 def _quantity_unmet(question: str, near: Sequence[str], when: bool) -> bool:
     """No sentence of `near` (those near two of the question's words) states a number the question
     did not state (or, when it asks when, a point in time: "fredag formiddag", "i mars")."""
@@ -128,6 +143,51 @@ def _quantity_unmet(question: str, near: Sequence[str], when: bool) -> bool:
         return not any((numbers(s) | dates(s)) - asked for s in near)
     asked = numbers(question)
     return not any(numbers(s) - asked for s in near)
+
+
+# Code, JSON or a request: its numbers are ids, ports and versions, not counts.
+_CODE = re.compile(r"[{}]|\"\w+\"\s*:|https?://|\b[A-Z]+/\d")
+
+
+def _count_unmet(question: str, hits: Sequence[Hit], counts: Sequence[str]) -> bool:
+    """No sentence of the top 5 passages states a number the question did not state beside a form
+    of what it counts (`terms.counted`, `terms.same_word`) and of one more of its words: "Hvor
+    mange dager ..." is not answered by "24 timer", nor "Hvor mange ansatte har NAV" by "Digdir
+    har fem ansatte i teamet"."""
+    asked = numbers(question)
+    terms = _question_words(question, leave_out=counts[0])
+    for hit in hits[:5]:
+        for a, b in sentence_spans(hit.text):
+            sentence = hit.text[a:b]
+            if (numbers(sentence) - asked and not _CODE.search(sentence) and _names_any(sentence, counts)
+                    and (_names_any(sentence, terms) or not terms)):
+                return False
+    return True
+
+
+def _duration_unmet(question: str, hits: Sequence[Hit], cross_language: bool) -> bool:
+    """No sentence of the top passages (5; 3 across languages) states a length of time
+    (`terms.states_duration`) beside a form of one of the question's words (across languages,
+    anywhere): "Hvor lenge varer en administratortilgang" is answered by "tilgangen utløper
+    etter ... (typisk 8 timer)"."""
+    terms = _question_words(question)
+    for hit in hits[: 3 if cross_language else 5]:
+        for a, b in sentence_spans(hit.text):
+            sentence = hit.text[a:b]
+            if (states_duration(sentence) and not _CODE.search(sentence)
+                    and (cross_language or _names_any(sentence, terms))):
+                return False
+    return True
+
+
+def _question_words(question: str, leave_out: str = "") -> list[str]:
+    """The question's words, lower case, without stop words, single letters or `leave_out`."""
+    return [w for w in dict.fromkeys(words(question)) if w not in STOPWORDS and len(w) > 1 and w != leave_out]
+
+
+def _names_any(sentence: str, wanted: Sequence[str]) -> bool:
+    """Does `sentence` hold a form of one of `wanted` (`terms.same_word`)?"""
+    return any(same_word(w, x) for x in words(sentence) for w in wanted)
 
 
 def _date_unmet(question: str, near: Sequence[str]) -> bool:
@@ -162,5 +222,6 @@ def _role_unmet(question: str, role: Sequence[str], sentences: Sequence[tuple[st
 
 def _name_missing(question: str, hits: Sequence[Hit]) -> bool:
     """A name the question is about ("i Oslo", "the CEO") that none of the top 3 passages mentions."""
-    text = " ".join(f"{hit.title} {hit.text}" for hit in hits[:3])
+    # The document's path counts: "i Digdirs beskrivelse" is answered by a page from digdir__designsystemet.
+    text = " ".join(f"{hit.doc_id} {hit.title} {hit.text}" for hit in hits[:3])
     return any(not mentions(text, w) for w in question_names(question))

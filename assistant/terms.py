@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "asks_for_quantity", "asks_for_money",
+__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "counted", "same_word", "words", "asks_for_duration",
+           "states_duration", "asks_for_quantity", "asks_for_money",
            "states_money", "asks_for_person", "asks_for_role", "names_role", "asks_for_date", "dates", "names",
            "question_names", "mentions"]
 
@@ -32,7 +33,7 @@ STOPWORDS = frozenset(
     hvilket hvor hvorfor når etter under over mellom mot uten seg sin sitt sine vi dere oss deres jeg meg min
     mitt du deg din ditt han hun hans hennes dette disse denne slik kva korleis kven kvifor kor ikkje eg ho
     dei frå berre mykje noko nokon vere vore vart ifølge iflg får fikk gjør gjøre gjort sier sa nå da
-    kva kor kvar korleis kven kvifor """.split()
+    kva kor kvar korleis kven kvifor mange many much mye mykje før dit via inn ut """.split()
 )
 
 
@@ -70,9 +71,15 @@ _NUMBER_WORDS = frozenset(
 )
 
 
+# A yes/no question ("Does it cost anything ...?", "Må kommunen betale ...?") asks for no quantity.
+_YES_NO = re.compile(r"^\s*(?:does|do|did|is|are|was|were|can|could|will|must|has|have|kan|må|er|var|har|skal|"
+                     r"vil|blir|får|finnes|fins)\b", re.IGNORECASE)
+
+
 def asks_for_quantity(question: str) -> bool:
-    """Does the question ask for a number, an amount or a date ("hvor mange", "how much", "når")?"""
-    return bool(_QUANTITY.search(question))
+    """Does the question ask for a number, an amount or a date ("hvor mange", "how much", "når"),
+    rather than yes or no ("Does it cost anything ...?")?"""
+    return bool(_QUANTITY.search(question)) and not _YES_NO.search(question)
 
 
 # "When" in its forms: a question that asks for a point in time (not "hvor lenge", a duration).
@@ -113,14 +120,82 @@ def dates(text: str) -> set[str]:
     return found | {m.group() for m in _DAY_MONTH.finditer(text)} | {m.group() for m in _CLOCK.finditer(text)}
 
 
+# Numbers that label rather than count: "§ 6", "versjon 2", "v1.0", and a list item's "3. ".
+_LABEL = re.compile(r"§+\s*\d+\w*|\b(?:versjon|version|ver|v)\.?\s*\d+(?:\.\d+)*|^\s*\d+[.)]\s",
+                    re.IGNORECASE | re.MULTILINE)
+
+
 def numbers(text: str) -> set[str]:
-    """Tokens that state a quantity: anything with a digit, and number words ("tre", "fifth")."""
-    return {w for w in (m.group().lower() for m in _WORD.finditer(text))
-            if w in _NUMBER_WORDS or any(ch.isdigit() for ch in w)}
+    """Tokens that state a quantity: anything with a digit, and number words ("tre", "fifth").
+
+    Labels are not quantities: a section ("§ 6"), a version ("versjon 2", "v1"), a list item's
+    number, and a code that opens with letters ("ver1", "e5")."""
+    return {w for w in (m.group().lower() for m in _WORD.finditer(_LABEL.sub(" ", text)))
+            if w in _NUMBER_WORDS or (any(ch.isdigit() for ch in w) and not w[0].isalpha())}
+
+
+_DURATION_ASKED = re.compile(r"\b(?:hvor lenge|kor lenge|how long|hvor lang tid|kor lang tid|how much time|"
+                             r"hvor lang \w*tid\w*|kor lang \w*tid\w*)\b", re.IGNORECASE)
+_DURATION = re.compile(
+    r"\b(?:\d+(?:[.,]\d+)?|en|ei|et|ett|én|a|an|one|noen|some|few|" + "|".join(sorted(_NUMBER_WORDS)) + r")"
+    r"(?:\s+\w+)?\s+(?:sekund\w*|minutt\w*|min|timer?|timen|timane|døgn\w*|dag\w*|virkedag\w*|arbeidsdag\w*|"
+    r"uke\w*|veke\w*|måned\w*|månad\w*|år|året|seconds?|minutes?|hours?|days?|working days|weeks?|months?|"
+    r"years?)\b", re.IGNORECASE)
+
+
+def asks_for_duration(question: str) -> bool:
+    """Does the question ask how long something lasts or takes ("Hvor lenge ...", "Hvor lang
+    saksbehandlingstid ...", "How long ...")?"""
+    return bool(_DURATION_ASKED.search(question))
+
+
+def states_duration(sentence: str) -> bool:
+    """Does the sentence state a length of time ("30 minutter", "tre uker", "if more than a month")?"""
+    return bool(_DURATION.search(sentence))
+
+
+_COUNTED = re.compile(r"\b(?:hvor mange|kor mange|how many|number of|antall)\s+([\w-]+)(?:\s+([\w-]+))?",
+                      re.IGNORECASE)
+
+
+def counted(question: str) -> tuple[str, ...]:
+    """The words after "hvor mange" / "how many" / "antall", lower case: what the question counts
+    ("Hvor mange virkedager har ...": virkedager, har -> ("virkedager",)); stop words left out."""
+    match = _COUNTED.search(question)
+    if not match:
+        return ()
+    return tuple(w.lower() for w in match.groups() if w and w.lower() not in STOPWORDS)
+
+
+def same_word(a: str, b: str) -> bool:
+    """Are two lower-case words forms of one word, or is one a compound on the other?
+
+    The same stem ("søknaden", "søknad"); one word or stem ending in the other, at least 4
+    letters ("virkedager", "dager"; "administratortilgang", "tilgangen"); or a shared beginning
+    of at least 5 letters that leaves at most 3 letters of either ("leverer", "leveres")."""
+    sa, sb = stem(a), stem(b)
+    if sa == sb:
+        return True
+    for x, y in ((a, b), (sa, sb), (a, sb), (sa, b)):
+        short, long_ = sorted((x, y), key=len)
+        if len(short) >= 4 and long_.endswith(short):
+            return True
+    long_ = max(a, b, key=len)
+    common = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        common += 1
+    return common >= 5 and common >= len(long_) - 3
+
+
+def words(text: str) -> list[str]:
+    """The lower-case words of `text` (no stems, stop words kept)."""
+    return [m.group().lower() for m in _WORD.finditer(text)]
 
 
 _MONEY = re.compile(
-    r"\b(?:kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|bevilg\w*|amount|"
+    r"\b(?:avgift\w*|charges?|kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|bevilg\w*|amount|"
     r"beløp\w*|spend\w*|spent|surplus|overskudd\w*|underskudd\w*|deficit|gebyr\w*|fees?|lønn\w*|salary)\b",
     re.IGNORECASE,
 )
@@ -129,9 +204,19 @@ _AMOUNT = re.compile(r"\b(?:amount|beløp\w*)\b", re.IGNORECASE)
 _CURRENCY = re.compile(r"\b(?:kr|kroner|krone|nok|eur|euro|usd|dollars?)\b|[€$£]", re.IGNORECASE)
 _MILLIONS = re.compile(r"\b(?:millioner|milliarder|million|billion)\s+(?:kroner|kr|nok|euro|dollars?)\b",
                        re.IGNORECASE)
+_FREE = re.compile(r"\b(?:gratis|kostnadsfri\w*|vederlagsfri\w*|free of charge|at no (?:cost|charge)|"
+                   r"no (?:cost|charge|fee)s?|uten (?:kostnad|betaling)\w*|ingen (?:kostnad|avgift)\w*)\b",
+                   re.IGNORECASE)
 _PERSON = re.compile(r"^\s*(?:hvem|kven|who)\b", re.IGNORECASE)
 # "Norwegian", "English", "Swedish": capitalised in English, but adjectives, not names.
 _ADJECTIVE = re.compile(r"(?:ian|ish|ese|isk|sk|ske)$", re.IGNORECASE)
+
+
+# "Hva betaler en kommune ...", "What is the annual fee ...": asking for a price without "how much".
+_PRICE_ASKED = re.compile(
+    r"^\s*(?:hva|kva|what)\s+(?:betaler|betalar|koster|kostar|costs?|pays?|charges?)\b|"
+    r"^\s*(?:hva|kva|what)\s+(?:is|are|was|er|blir|var)\s+(?:the\s+|den\s+|det\s+)?(?:\w+\s+)?"
+    r"(?:fee|fees|price|cost|charge|gebyr\w*|pris\w*|avgift\w*|kostnad\w*)\b", re.IGNORECASE)
 
 
 def asks_for_money(question: str) -> bool:
@@ -140,13 +225,14 @@ def asks_for_money(question: str) -> bool:
     A count ("Hvor mange priser deles ut?") is not an amount of money.
     """
     return (bool(_MONEY.search(question)) and not _COUNT.search(question)
-            and (asks_for_quantity(question) or bool(_AMOUNT.search(question))))
+            and (asks_for_quantity(question) or bool(_AMOUNT.search(question)) or bool(_PRICE_ASKED.search(question))))
 
 
 def states_money(sentence: str) -> bool:
-    """Does the sentence state an amount of money: a number and a currency ("341 kr", "60 millioner kroner")?"""
+    """Does the sentence state an amount of money ("341 kr", "60 millioner kroner"), or that
+    something is free ("gratis", "free of charge")?"""
     return ((bool(_CURRENCY.search(sentence)) and any(ch.isdigit() for ch in sentence))
-            or bool(_MILLIONS.search(sentence)))
+            or bool(_MILLIONS.search(sentence)) or bool(_FREE.search(sentence)))
 
 
 def asks_for_person(question: str) -> bool:
