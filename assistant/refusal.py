@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from .answer_kinds import kinds_asked
 from .sentences import sentence_spans
 from .settings import Settings
 from .terms import (asks_for_date, asks_for_duration, asks_for_money, asks_for_person, asks_for_quantity, asks_for_role, content_words,
@@ -77,7 +78,8 @@ def refusal_answer(question: str, hits: Sequence[Hit], *, lang: str,
                   hits=tuple(hits), lang=lang, refused=True, timings=dict(timings or {}), backend="refusal")
 
 
-ANSWER_TYPES = ("quantity_unmet", "date_unmet", "money_unmet", "person_unmet", "role_unmet", "name_missing")
+ANSWER_TYPES = ("quantity_unmet", "date_unmet", "money_unmet", "person_unmet", "role_unmet", "name_missing",
+                "kind_unmet")
 
 
 def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: bool) -> dict[str, float]:
@@ -97,7 +99,8 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     role, when, counts = asks_for_role(question), asks_for_date(question), counted(question)
     asks = (asks_for_quantity(question) or asks_for_duration(question), asks_for_money(question),
             not cross_language and asks_for_person(question))
-    sentences = _sentences(hits) if any(asks) or role or when else []
+    kinds = kinds_asked(question)
+    sentences = _sentences(hits) if any(asks) or role or when or kinds else []
     near = _near(question, sentences)  # sharing one of its content words, and two of them:
     near2 = _near(question, sentences, min_shared=2)
     return {
@@ -108,6 +111,10 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
         "person_unmet": float(asks[2] and _person_unmet(question, near, sentences)),
         "role_unmet": float(bool(role) and _role_unmet(question, role, sentences)),
         "name_missing": float(_name_missing(question, hits)),
+        # across languages few words are shared, so any sentence of the top 3 passages may give it
+        "kind_unmet": float(any(not any(kind.answered_by(s, question)
+                                        for s in ([s for s, _ in sentences] if cross_language else near))
+                                for kind in kinds)),
     }
 
 
@@ -145,8 +152,13 @@ def _quantity_unmet(question: str, near: Sequence[str], when: bool) -> bool:
     return not any(numbers(s) - asked for s in near)
 
 
-# Code, JSON or a request: its numbers are ids, ports and versions, not counts.
-_CODE = re.compile(r"[{}]|\"\w+\"\s*:|https?://|\b[A-Z]+/\d")
+# Code, JSON, a request or a query string: its numbers are ids, ports and versions, not counts.
+_CODE = re.compile(r"[{}]|\"\w+\"\s*:|https?://|\b[A-Z]+/\d|[&?]\w+=|%[0-9A-F]{2}|\b(?:GET|POST|PUT|DELETE|PATCH)\s+/")
+
+
+def _states(sentence: str) -> bool:
+    """Can `sentence` state a fact: not code, and not itself a question (an FAQ's "Må vi etablere tre klienter?")."""
+    return not _CODE.search(sentence) and not sentence.rstrip().endswith("?")
 
 
 def _count_unmet(question: str, hits: Sequence[Hit], counts: Sequence[str]) -> bool:
@@ -159,7 +171,7 @@ def _count_unmet(question: str, hits: Sequence[Hit], counts: Sequence[str]) -> b
     for hit in hits[:5]:
         for a, b in sentence_spans(hit.text):
             sentence = hit.text[a:b]
-            if (numbers(sentence) - asked and not _CODE.search(sentence) and _names_any(sentence, counts)
+            if (numbers(sentence) - asked and _states(sentence) and _names_any(sentence, counts)
                     and (_names_any(sentence, terms) or not terms)):
                 return False
     return True
@@ -174,7 +186,7 @@ def _duration_unmet(question: str, hits: Sequence[Hit], cross_language: bool) ->
     for hit in hits[: 3 if cross_language else 5]:
         for a, b in sentence_spans(hit.text):
             sentence = hit.text[a:b]
-            if (states_duration(sentence) and not _CODE.search(sentence)
+            if (states_duration(sentence) and _states(sentence)
                     and (cross_language or _names_any(sentence, terms))):
                 return False
     return True

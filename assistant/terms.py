@@ -160,9 +160,11 @@ _COUNTED = re.compile(r"\b(?:hvor mange|kor mange|how many|number of|antall)\s+(
 
 def counted(question: str) -> tuple[str, ...]:
     """The words after "hvor mange" / "how many" / "antall", lower case: what the question counts
-    ("Hvor mange virkedager har ...": virkedager, har -> ("virkedager",)); stop words left out."""
+    ("Hvor mange virkedager har ...": virkedager, har -> ("virkedager",)); stop words left out.
+    None for a question that asks a second thing ("Hvor mange bidrag ble levert, og hvor finner
+    jeg dem?"): the passages may answer that one, in other words than the question's."""
     match = _COUNTED.search(question)
-    if not match:
+    if not match or _SECOND_QUESTION.search(question):
         return ()
     return tuple(w.lower() for w in match.groups() if w and w.lower() not in STOPWORDS)
 
@@ -245,9 +247,12 @@ def asks_for_person(question: str) -> bool:
 # "hvem leder" / "who heads" / "who leads" (who is leading, who should lead, who runs) are not role
 # questions: "Who runs the SML?" asks for an operator ("managed by OpenPEPPOL").
 _ROLES = (
-    (r"administrerende direktør|adm\.? direktør|daglig leder|konsernsjef|direktør|ceo|chief executive|"
-     r"managing director|director(?: general)?|executive director",
-     ("direktør", "director", "daglig leder", "konsernsjef", "ceo", "chief executive")),
+    # the head of an organisation: an English "director" of a department does not answer it
+    (r"administrerende direktør|adm\.? direktør|daglig leder|konsernsjef|ceo|chief executive|"
+     r"managing director|director[- ]general|executive director",
+     ("direktør", "director general", "director-general", "managing director", "executive director",
+      "daglig leder", "konsernsjef", "ceo", "chief executive")),
+    (r"direktør|director", ("direktør", "director", "daglig leder", "konsernsjef", "ceo", "chief executive")),
     (r"styreleder|styrets leder|chair(?:man|woman|person)?(?: of the board)?",
      ("styreleder", "styrets leder", "chair", "styreleiar")),
     (r"ordfører|ordførar|mayor", ("ordfører", "ordførar", "mayor")),
