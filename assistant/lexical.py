@@ -140,8 +140,18 @@ def common_terms(terms: Sequence[str], df: dict[str, int], total: int,
 
 
 def query_terms(question: str, max_terms: int = 32) -> list[str]:
-    """The question's distinct stems, in order (at most `max_terms`)."""
-    return list(dict.fromkeys(analyse(question)))[:max_terms]
+    """The question's distinct stems, in order (at most `max_terms`).
+
+    A hyphenated compound is asked for whole (FTS5 reads it as a phrase: "id-port" matches
+    "ID-porten") and by its parts of three letters or more, each stemmed: "KI-sandkassen" also
+    asks for "sandkass", which the documents write without the prefix."""
+    terms: list[str] = []
+    for stem in analyse(question):
+        terms.append(stem)
+        if "-" in stem:
+            parts = [p for p in stem.split("-") if len(p) >= 3 and p not in STOP_WORDS]
+            terms.extend(_stemmer().stemWords(parts) if parts else [])
+    return list(dict.fromkeys(terms))[:max_terms]
 
 
 def match_expression(terms: Sequence[str]) -> str | None:

@@ -27,6 +27,18 @@ def test_search_ranks_matching_chunks_and_handles_odd_questions() -> None:
     assert lexical.search(db, "sosialhjelp", 10) == []
 
 
+def test_a_hyphenated_compound_is_asked_for_whole_and_by_its_parts() -> None:
+    assert lexical.query_terms("Hvordan tester vi i KI-sandkassen?") == ["test", "ki-sandkass", "sandkass"]
+    db = sqlite3.connect(":memory:")
+    lexical.create_schema(db)
+    lexical.add(db, [(1, "Tjenestene i sandkassen logger hvert kall."), (2, "Innlogging skjer med ID-porten."),
+                     (3, "Porten til kommunen er åpen.")])
+    # the documents write "sandkassen" without the prefix
+    assert [i for i, _ in lexical.search(db, "Logger KI-sandkassen kallene?", 10)][0] == 1
+    # the whole compound, a phrase, still ranks its own chunk first
+    assert [i for i, _ in lexical.search(db, "Hvordan virker ID-porten?", 10)][0] == 2
+
+
 def test_common_stems_are_left_out_of_queries() -> None:
     db = sqlite3.connect(":memory:")
     lexical.create_schema(db)
