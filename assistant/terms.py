@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "counted", "same_word", "words", "asks_for_duration",
+__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "main_question", "counted", "same_word", "words", "asks_for_duration",
            "states_duration", "asks_for_quantity", "asks_for_money",
            "states_money", "asks_for_person", "asks_for_role", "names_role", "asks_for_date", "dates", "names",
            "question_names", "mentions"]
@@ -76,9 +76,22 @@ _YES_NO = re.compile(r"^\s*(?:does|do|did|is|are|was|were|can|could|will|must|ha
                      r"vil|blir|får|finnes|fins)\b", re.IGNORECASE)
 
 
+# "Når en administrator aktiverer en rolle, hvor lenge varer tilgangen?": a clause on when, then the
+# question. The question is what follows the comma.
+_WHEN_CLAUSE = re.compile(r"^\s*(?:når|when)\b[^?,]*,\s*(?=(?:hvor|hva|hvem|hvordan|hvilk\w*|kan|må|skal|får|"
+                          r"blir|bør|er|har|how|what|who|which|can|must|should|do|does|is|are|will)\b)",
+                          re.IGNORECASE)
+
+
+def main_question(question: str) -> str:
+    """The question without a leading when-clause ("Når ..., hvor lenge ...?": "hvor lenge ...?")."""
+    return _WHEN_CLAUSE.sub("", question, count=1)
+
+
 def asks_for_quantity(question: str) -> bool:
     """Does the question ask for a number, an amount or a date ("hvor mange", "how much", "når"),
     rather than yes or no ("Does it cost anything ...?")?"""
+    question = main_question(question)
     return bool(_QUANTITY.search(question)) and not _YES_NO.search(question)
 
 
@@ -108,6 +121,7 @@ _DAY_MONTH = re.compile(r"\b\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\b\d{4}-\d{2}-\
 def asks_for_date(question: str) -> bool:
     """Does the question ask when ("Når ...", "hvilket år", "on what date"), rather than how long,
     and nothing else ("Hvem utførte analysen, og når?" asks two things)?"""
+    question = main_question(question)
     return bool(_WHEN.search(question)) and not _SECOND_QUESTION.search(question)
 
 

@@ -68,6 +68,18 @@ def test_a_how_long_question_needs_a_length_of_time() -> None:
     assert features("Hvor lenge varer en innloggingsøkt i ID-porten?", passages)["quantity_unmet"] == 1.0
 
 
+def test_a_leading_when_clause_is_not_a_when_question() -> None:
+    from assistant.terms import asks_for_date
+
+    question = "Når en administrator aktiverer en privilegert rolle, hvor lenge varer tilgangen?"
+    assert not asks_for_date(question) and asks_for_duration(question)
+    assert asks_for_date("Når ble første versjon lansert?")
+    assert asks_for_date("Når vi har søkt, når får vi svar?")  # the question after the clause asks when
+    passages = ["Tilgangen utløper etter en viss periode (typisk 8 timer)."]
+    f = features(question, passages)
+    assert f["date_unmet"] == 0.0 and f["quantity_unmet"] == 0.0
+
+
 def test_price_questions_and_free_answers() -> None:
     assert asks_for_money("What is the annual fee for a municipality to connect to eFormidling?")
     assert asks_for_money("Hva betaler en kommune per innlogging?")

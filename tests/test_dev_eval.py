@@ -38,7 +38,8 @@ def test_retrieval_floor(result: dict) -> None:
 
 def test_answers_cite_real_passages(result: dict) -> None:
     assert result["citation_validity"] == 1.0
-    assert result["refusal_rate"] >= 0.75  # measured 0.75 (3 of 4) at the default thresholds
+    # measured 0.75 (3 of 4) until the seventh session; 1.0 since "director general" asks for the head
+    assert result["refusal_rate"] >= 0.75
     assert result["false_refusal_rate"] <= 0.05  # measured 0.0 (0 of 34)
 
 
@@ -47,8 +48,8 @@ def test_our_own_unanswerable_questions_are_refused(result: dict, real_embedder,
     bot = Assistant.open(settings=settings, embedder=real_embedder)  # the index `result` built
     extra = run_eval(Path(__file__).parent / "data" / "unanswerable.jsonl", settings=settings,
                      corpus_dirs=[shared("corpus")], assistant=bot)
-    # measured 0.92 (11 of 12) in the fifth session at its first commit as at its last (the fourth
-    # session's note said 12 of 12)
+    # measured 0.92 (11 of 12) in the fifth and sixth sessions; 1.0 in the seventh, with the
+    # opening-hours kind ("Hva er åpningstidene til legevakten i Oslo?")
     assert extra["n_unanswerable"] == 12 and extra["refusal_rate"] >= 0.9
 
 
@@ -59,9 +60,11 @@ def test_probe_questions_are_refused_or_answered(result: dict, real_embedder,  #
     probes = run_eval(Path(__file__).parent / "data" / "probes.jsonl", settings=settings,
                       corpus_dirs=[shared("corpus")], assistant=bot)
     # measured 0.74 (17 of 23) in the fifth session, at its first commit as at its last; 0.78 (18 of
-    # 23) in the sixth, with the role rule ("Who is the current chief executive of KS?")
-    assert probes["n_unanswerable"] == 23 and probes["refusal_rate"] >= 0.75
-    assert probes["n"] == 26 and probes["false_refusal_rate"] <= 0.05  # measured 0.038 (1 of 26)
+    # 23) in the sixth, with the role rule ("Who is the current chief executive of KS?"); 0.87 (20 of
+    # 23) in the seventh, with the count rule and the answer kinds
+    assert probes["n_unanswerable"] == 23 and probes["refusal_rate"] >= 0.82
+    # measured 0.038 (1 of 26) in the sixth session, 0.0 in the seventh
+    assert probes["n"] == 26 and probes["false_refusal_rate"] <= 0.04
     assert probes["citation_validity"] == 1.0
 
 
@@ -69,23 +72,34 @@ def test_probe_questions_are_refused_or_answered(result: dict, real_embedder,  #
 # neither the refusal rules nor the earlier sets: (file, least refusal rate, most false-refusal rate,
 # least passage@5), with what was measured.
 FRESH_SETS = [
-    # Fifth session, measured once before any change (10 of 20 refused, 3 of 20 false); then the rule
-    # for hyphenated names was mended on it (9, 1), and in the sixth session the role and date rules
-    # (11, then 13 of 20 refused). Measured 0.65, 0.05 (1 of 20), passage@5 0.85.
-    ("fresh_probes.jsonl", 0.60, 0.10, 0.80),
-    # Written after that mend and unseen before its measurement (11 of 20, 2 of 20); the sixth
-    # session's rules were written on these two sets and the probes: 13, then 15 of 20. Measured
-    # 0.75, 0.10 (2 of 20), passage@5 0.95.
-    ("fresh2_probes.jsonl", 0.70, 0.15, 0.90),
-    # Sixth session, measured before the role rule: 9 of 20 refused, 2 of 20 false; with the rule as
-    # first written 10 and 3 ("Who runs the SML?" read as a role question); after "who runs" was taken
-    # out, 10 and 2. No longer unseen after that mend (and its when-questions were read while the date
-    # rule was written): 13 of 20 with it. Measured 0.65, 0.10 (2 of 20), passage@5 0.90.
-    ("fresh3_probes.jsonl", 0.60, 0.10, 0.85),
-    # Written after both rules and measured once with them: the held-out estimate now. The fifth
-    # session's rules: 7 of 20 refused, 4 of 20 false. Measured 0.50 (10 of 20), 0.20 (the same 4),
-    # passage@5 0.90.
-    ("fresh4_probes.jsonl", 0.45, 0.20, 0.85),
+    # Each set's history: refused and false refusals out of 20 when first measured, then as rules were
+    # written on it. The seventh session's rules (the count and duration rules, the answer kinds,
+    # answer_kinds.py) were written on sets 1-5 and the probes, and mended on set 7 after its one
+    # measurement (legal references, comparisons with "than", code and an FAQ's questions).
+    # Fifth session, measured once before any change (10, 3); then 9 and 1 after a mend, 13 and 1 with
+    # the sixth session's rules, 17 and 1 with the seventh's. Passage@5 0.85.
+    ("fresh_probes.jsonl", 0.80, 0.10, 0.80),
+    # Unseen at its first measurement (11, 2); 15 and 2 in the sixth session, 17 and 2 in the seventh.
+    # Passage@5 0.95.
+    ("fresh2_probes.jsonl", 0.80, 0.15, 0.90),
+    # Sixth session, unseen at first (9, 2); 13 and 2 with that session's rules, 17 and 1 with the
+    # seventh's. Passage@5 0.90.
+    ("fresh3_probes.jsonl", 0.80, 0.10, 0.85),
+    # Sixth session, measured once after its rules (10, 4); 16 and 3 in the seventh. Passage@5 0.90.
+    ("fresh4_probes.jsonl", 0.75, 0.20, 0.85),
+    # Seventh session, measured before any change (13, 2), then the session's rules were written on it
+    # and the earlier sets: 17 and 2. Passage@5 0.80.
+    ("fresh5_probes.jsonl", 0.80, 0.15, 0.75),
+    # Seventh session, measured once after the count rule and the answer kinds: 11 -> 14 refused, 2 -> 2
+    # false (unseen); 15 and 2 after the mends written on set 7. Passage@5 0.85.
+    ("fresh6_probes.jsonl", 0.70, 0.15, 0.80),
+    # Seventh session, measured once with the same rules as set 6: 6 -> 10 refused, 2 -> 1 false
+    # (unseen); then mended on it: 14 and 1. Passage@5 0.75.
+    ("fresh7_probes.jsonl", 0.65, 0.10, 0.70),
+    # Seventh session, written after all its rules and measured once: 5 -> 9 refused, 4 -> 2 false
+    # against the session's start (unseen). Then a leading when-clause ("Når en administrator
+    # aktiverer ..., hvor lenge ...?") stopped reading as a when-question: 9 and 1. Passage@5 0.90.
+    ("fresh8_probes.jsonl", 0.40, 0.10, 0.85),
 ]
 
 
@@ -101,9 +115,10 @@ def test_fresh_probes_measure_refusal_on_unseen_questions(result: dict, real_emb
     assert fresh["citation_validity"] == 1.0 and fresh["passage@5"] >= passage
 
 
-@pytest.mark.xfail(strict=True, reason="refusal goal of issue #4 not reached on the dev set (3 of 4 unanswerables)")
-def test_refusal_goal(result: dict) -> None:
-    assert result["refusal_rate"] >= 0.8
+def test_refusal_goal_on_the_dev_set(result: dict) -> None:
+    # a strict xfail until the seventh session (3 of 4 refused); the goal on unseen sets is not met
+    # (README, "Refusal calibration")
+    assert result["refusal_rate"] >= 0.8 and result["false_refusal_rate"] <= 0.05
 
 
 def test_retrieval_goal_for_passages(result: dict) -> None:
