@@ -203,8 +203,9 @@ def refusal_features(question: str, hits: Sequence[Hit], embedder: "Embedder", *
 
     `best_dense`: the best candidate sentence's cosine with the question;
     `cross_language`: 1 when that sentence's passage is in another language than the question;
-    `quantity_unmet`, `money_unmet`, `person_unmet`, `name_missing`: 1 when the top passages
-    lack the kind of answer the question asks for (see `refusal.answer_type_features`);
+    `quantity_unmet`, `date_unmet`, `money_unmet`, `person_unmet`, `role_unmet`, `name_missing`,
+    `kind_unmet`: 1 when the top passages lack the kind of answer the question asks for (see
+    `refusal.answer_type_features`);
     `best_lexical`: the best IDF-weighted share of the question's content words in a sentence;
     `coverage`: the share of those words found anywhere in the top 3 hits;
     `top_score` / `top_dense`: the first hit's fused and dense retrieval scores.

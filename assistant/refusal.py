@@ -7,10 +7,13 @@ passages supports an answer. Two kinds of signal decide it:
   embedder, with its own threshold across languages), and how many of the
   question's content words any sentence shares;
 - whether the passages hold the kind of answer the question asks for
-  (`answer_type_features`): a number for "how many / how much / when", an
-  amount of money for "what does it cost", a point in time for "when", a name
-  for "who", the role and a name in one sentence for "who is the CEO / mayor /
-  head of", and the place or name the question is about ("i Oslo", "the CEO").
+  (`answer_type_features`): a number beside what "how many" counts, a length
+  of time for "how long", a number for "how much / when", an amount of money
+  for "what does it cost", a point in time for "when", a name for "who", the
+  role and a name in one sentence for "who is the CEO / mayor / head of", the
+  kinds in `answer_kinds.py` (who won, the first, a comparison, a venue,
+  opening hours, a section of a law), and the place or name the question is
+  about ("i Oslo", "the CEO").
 
 The second kind catches the near misses that similarity alone lets through: a
 question on a topic the documents cover, about a fact they do not state.
@@ -28,9 +31,9 @@ from typing import Sequence
 from .answer_kinds import kinds_asked
 from .sentences import sentence_spans
 from .settings import Settings
-from .terms import (asks_for_date, asks_for_duration, asks_for_money, asks_for_person, asks_for_quantity, asks_for_role, content_words,
-                    STOPWORDS, counted, dates, mentions, names, names_role, numbers, question_names, same_word, states_duration, states_money,
-                    stem, words)
+from .terms import (STOPWORDS, asks_for_date, asks_for_duration, asks_for_money, asks_for_person, asks_for_quantity,
+                    asks_for_role, content_words, counted, dates, mentions, names, names_role, numbers,
+                    question_names, same_word, states_duration, states_money, stem, words)
 from .types import Answer, Hit
 
 __all__ = ["REFUSAL", "DEFAULT_REFUSE_BELOW", "DEFAULT_REFUSE_BELOW_CROSS", "DEFAULT_LEXICAL_BELOW",
@@ -85,8 +88,10 @@ ANSWER_TYPES = ("quantity_unmet", "date_unmet", "money_unmet", "person_unmet", "
 def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: bool) -> dict[str, float]:
     """1.0 where the top passages lack the kind of answer the question asks for, else 0.0.
 
-    `quantity_unmet`: it asks how many / how much / when, and no sentence near two of its
-    content words states a number it did not state itself; `date_unmet`: it asks when, and
+    `quantity_unmet`: it asks how many of something and no sentence states a number beside it
+    (`_count_unmet`), how long and no sentence states a length of time (`_duration_unmet`), or
+    how much / when and no sentence near two of its content words states a number it did not
+    state itself; `date_unmet`: it asks when, and
     no such sentence places anything in time (`terms.dates`) that it did not state;
     `money_unmet`: it asks what something costs or pays, and no sentence near its words
     states an amount of money;
@@ -94,7 +99,10 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     name (same language only: across languages too few words are shared to find "near");
     `role_unmet`: it asks who holds a role ("Hvem er ordfører i ...", "Who is the CEO of ...")
     and no sentence that shares a word with it names that role and someone (either language);
-    `name_missing`: a name it is about ("i Oslo", "the CEO") is in none of the top 3 passages.
+    `name_missing`: a name it is about ("i Oslo", "the CEO") is in none of the top 3 passages
+    nor their documents' paths; `kind_unmet`: it asks for a kind of `answer_kinds.KINDS` (who
+    won, the first, ...) and no sentence near its words (across languages: of the top 3
+    passages) gives one.
     """
     role, when, counts = asks_for_role(question), asks_for_date(question), counted(question)
     asks = (asks_for_quantity(question) or asks_for_duration(question), asks_for_money(question),

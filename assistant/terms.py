@@ -6,7 +6,9 @@ back the refusal rule "a question asking how many / how much / when needs a
 number in the passages"; `asks_for_money` / `states_money` ("how much does it
 cost" needs an amount in kroner), `asks_for_person` / `names` ("who" needs a
 name) and `question_names` / `mentions` (a place or name the question is
-about, "i Oslo", must occur in the passages) back the other answer-type rules.
+about, "i Oslo", must occur in the passages) back the other answer-type rules;
+`counted` / `same_word` ("how many X" needs a number beside a form of X) and
+`asks_for_duration` / `states_duration` ("how long" needs a length of time) too.
 Deliberately small and dependency-free; retrieval has its own analyser.
 """
 
@@ -15,9 +17,9 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "main_question", "counted", "same_word", "words", "asks_for_duration",
-           "states_duration", "asks_for_quantity", "asks_for_money",
-           "states_money", "asks_for_person", "asks_for_role", "names_role", "asks_for_date", "dates", "names",
+__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "main_question", "counted", "same_word", "words",
+           "asks_for_duration", "states_duration", "asks_for_quantity", "asks_for_money", "states_money",
+           "asks_for_person", "asks_for_role", "names_role", "asks_for_date", "dates", "names",
            "question_names", "mentions"]
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
@@ -211,7 +213,8 @@ def words(text: str) -> list[str]:
 
 
 _MONEY = re.compile(
-    r"\b(?:avgift\w*|charges?|kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|bevilg\w*|amount|"
+    r"\b(?:avgift\w*|charges?|kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|"
+    r"bevilg\w*|amount|"
     r"beløp\w*|spend\w*|spent|surplus|overskudd\w*|underskudd\w*|deficit|gebyr\w*|fees?|lønn\w*|salary)\b",
     re.IGNORECASE,
 )

@@ -61,7 +61,8 @@ def test_probe_questions_are_refused_or_answered(result: dict, real_embedder,  #
                       corpus_dirs=[shared("corpus")], assistant=bot)
     # measured 0.74 (17 of 23) in the fifth session, at its first commit as at its last; 0.78 (18 of
     # 23) in the sixth, with the role rule ("Who is the current chief executive of KS?"); 0.87 (20 of
-    # 23) in the seventh, with the count rule and the answer kinds
+    # 23) in the seventh, with the count rule and the answer kinds, and 0.83 (19) once JSON catalogues
+    # got their own title ("Hva er telefonnummeret til NAV-kontoret i Bergen?" is answered)
     assert probes["n_unanswerable"] == 23 and probes["refusal_rate"] >= 0.82
     # measured 0.038 (1 of 26) in the sixth session, 0.0 in the seventh
     assert probes["n"] == 26 and probes["false_refusal_rate"] <= 0.04

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -196,10 +197,20 @@ def test_json_catalogue_key_paths(tmp_path: Path) -> None:
     assert "Panel.text.p1: Gå til dine søknader" in doc.text
     assert "Tall" not in doc.text
     assert [s.headings for s in doc.sections] == [("Panel",), ("Annet",)]
+    assert doc.title == "nb"  # one "title" key is not the catalogue's title
     numbers = tmp_path / "tall.json"
     numbers.write_text('{"a": [1, 2, 3], "b": true}')
     with pytest.raises(ReadError, match="no text in JSON"):
         read(numbers)
+
+
+def test_a_json_catalogue_is_titled_by_the_value_its_title_keys_share(tmp_path: Path) -> None:
+    # "nb.json" says nothing; the app's own title does (and goes into every chunk's embedding text)
+    path = tmp_path / "nb.json"
+    path.write_text(json.dumps({"AppHeader": {"title": "Søknad om økonomisk sosialhjelp"},
+                                "Feil": {"title": "Noe gikk galt", "text": "Prøv igjen."},
+                                "Informasjon": {"title": "Søknad om økonomisk sosialhjelp"}}), encoding="utf-8")
+    assert read(path).title == "Søknad om økonomisk sosialhjelp"
 
 
 def test_html_main_content_only(tmp_path: Path) -> None:

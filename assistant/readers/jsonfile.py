@@ -6,7 +6,10 @@ is that key). Entries sharing their first two keys form one paragraph. List
 items get their index in the path ("0.doc: …"), so a top-level list of
 records reads fine too. Inline markup in values (`<lenke>…</lenke>`) is
 dropped. Numbers, booleans and nulls are not text; a JSON file with no
-string that contains a letter is refused with a reason.
+string that contains a letter is refused with a reason. The title is the value
+that at least two keys named "title" share ("AppHeader.title",
+"Informasjon.title": "Søknad om økonomisk sosialhjelp"), since the file name
+("nb.json") says nothing; without one, the file name stays.
 """
 
 from __future__ import annotations
@@ -51,8 +54,11 @@ def read_json(source: str, *, max_chars: int) -> Extracted:
     group: tuple[str, ...] | None = None
     lines: list[str] = []
     count = 0
+    titles: list[str] = []
     for path, text in _entries(data):
         count += 1
+        if path and path[-1].lower() == "title" and len(text) <= 80:
+            titles.append(text)
         top = path[0] if path else ""
         if top != section:
             builder.paragraph("\n".join(lines))
@@ -71,4 +77,13 @@ def read_json(source: str, *, max_chars: int) -> Extracted:
     builder.paragraph("\n".join(lines))
     if count == 0:
         raise ReadError("no text in JSON (no string values)")
-    return builder.build(None, format="json", entries=count)
+    return builder.build(_title(titles), format="json", entries=count)
+
+
+def _title(titles: list[str]) -> str | None:
+    """The catalogue's title: the value most keys named "title" share, if at least two do
+    ("AppHeader.title" and "Informasjon.title": "Søknad om økonomisk sosialhjelp")."""
+    if not titles:
+        return None
+    best = max(set(titles), key=lambda t: (titles.count(t), -titles.index(t)))
+    return best if titles.count(best) >= 2 else None
