@@ -111,10 +111,13 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     sentences = _sentences(hits) if any(asks) or role or when or kinds else []
     near = _near(question, sentences)  # sharing one of its content words, and two of them:
     near2 = _near(question, sentences, min_shared=2)
+    # A short when-question ("Når ble Pantera dannet?") is answered by a sentence that shares one of
+    # its two words ("Bandet ble dannet i 1981"): the answer names its subject another way.
+    near_when = near if when and len(set(content_words(question))) <= 2 else near2
     return {
-        "quantity_unmet": float(_quantity_asked_unmet(question, hits, near2, when=when, counts=counts,
+        "quantity_unmet": float(_quantity_asked_unmet(question, hits, near_when, when=when, counts=counts,
                                                       cross_language=cross_language)),
-        "date_unmet": float(when and _date_unmet(question, near2)),
+        "date_unmet": float(when and _date_unmet(question, near_when)),
         "money_unmet": float(asks[1] and not any(states_money(s) for s in near)),
         "person_unmet": float(asks[2] and _person_unmet(question, near, sentences)),
         "role_unmet": float(bool(role) and _role_unmet(question, role, sentences)),

@@ -80,6 +80,14 @@ def test_a_leading_when_clause_is_not_a_when_question() -> None:
     assert f["date_unmet"] == 0.0 and f["quantity_unmet"] == 0.0
 
 
+def test_a_short_when_question_is_near_a_sentence_sharing_one_of_its_words() -> None:
+    passages = ["Pantera var et amerikansk heavy metal-band fra Texas.", "Bandet ble dannet i 1981."]
+    f = features("Når ble Pantera dannet?", passages)
+    assert f["date_unmet"] == 0.0 and f["quantity_unmet"] == 0.0
+    # a longer one still needs two of its words in one sentence
+    assert features("Når ble Pantera dannet i Arlington?", passages)["date_unmet"] == 1.0
+
+
 def test_price_questions_and_free_answers() -> None:
     assert asks_for_money("What is the annual fee for a municipality to connect to eFormidling?")
     assert asks_for_money("Hva betaler en kommune per innlogging?")
