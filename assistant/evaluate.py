@@ -12,7 +12,9 @@ case and white space). The same figures are computed for lexical-only and
 dense-only search on the same chunks, in the same run. The output keys are
 stable: `n`, `passage@1`, `passage@5`, `passage@10`, `doc@5`, `mrr@10`,
 `by_lang`, `by_type`, `baselines`, `seconds_index`, `seconds_per_query`, and,
-with answers, `refusal_rate`, `false_refusal_rate`, `citation_validity`.
+with answers, `refusal_rate`, `false_refusal_rate`, `citation_validity`. A SQuAD
+file's questions are all answerable, so its answers measure false refusals
+only (`refusal_rate` is None); `--no-answers` measures retrieval alone.
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ def run_eval(path: Path, *, settings: Settings, corpus_dirs: Sequence[str | Path
                               "failures": [q.id for q, r in rows["hybrid"] if not r["passage@5"]],
                               "file": str(path), "documents": report.documents_total,
                               "chunks": report.chunks_total}
-    if answers and squad_corpus is None:
+    if answers:  # a SQuAD file has only answerable questions: its refusal_rate is None
         result.update(_answer_metrics(bot, questions, say))
     return result
 
@@ -241,7 +243,8 @@ def format_report(result: dict[str, Any]) -> str:
     lines.append(f"index {result['seconds_index']:.1f} s, {result['seconds_per_query'] * 1000:.0f} ms per query "
                  "(three searches)")
     if "refusal_rate" in result:
-        lines.append(f"refusal rate (unanswerable) {result['refusal_rate']}, false refusals "
+        refused = "– (none unanswerable)" if result["refusal_rate"] is None else result["refusal_rate"]
+        lines.append(f"refusal rate (unanswerable) {refused}, false refusals "
                      f"{result['false_refusal_rate']}, citation validity {result['citation_validity']}")
     if result["failures"]:
         lines.append("not in top 5: " + ", ".join(result["failures"]))

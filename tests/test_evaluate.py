@@ -78,7 +78,10 @@ def test_squad_file_becomes_its_own_corpus(tmp_path: Path) -> None:
     bot = Assistant.open(settings=settings, embedder=FakeEmbedder())
     result = run_eval(qfile, settings=settings, assistant=bot)
     assert result["n"] == 2 and result["passage@1"] == 1.0
-    assert "refusal_rate" not in result  # no answers for SQuAD files
+    # every SQuAD question is answerable: answers measure false refusals, and there is no refusal rate
+    assert result["refusal_rate"] is None and result["n_unanswerable"] == 0
+    assert result["false_refusal_rate"] is not None and result["citation_validity"] == 1.0
+    assert "refusal_rate" not in run_eval(qfile, settings=settings, assistant=bot, answers=False)
 
 
 def test_bad_eval_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
