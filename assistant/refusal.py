@@ -26,7 +26,7 @@ and keeps the hits, so a user interface can show them as "may be related".
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .answer_kinds import kinds_asked
 from .sentences import sentence_spans
@@ -105,18 +105,25 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     passages) gives one.
     """
     role, when, counts = asks_for_role(question), asks_for_date(question), counted(question)
-    asks = (asks_for_quantity(question) or asks_for_duration(question), asks_for_money(question),
-            not cross_language and asks_for_person(question))
+    quantity, duration = asks_for_quantity(question), asks_for_duration(question)
+    asks = (quantity or duration, asks_for_money(question), not cross_language and asks_for_person(question))
     kinds = kinds_asked(question)
-    sentences = _sentences(hits) if any(asks) or role or when or kinds else []
+    # the sentences of the top 3 passages, of 5 for how long and how many (split once per answer)
+    split = _split(hits, 5 if duration or counts else 3) if any(asks) or counts or role or when or kinds else []
+    sentences = [(sentence, frozenset(content_words(sentence))) for i, sentence in split if i < 3]
     near = _near(question, sentences)  # sharing one of its content words, and two of them:
     near2 = _near(question, sentences, min_shared=2)
     # A short when-question ("Når ble Pantera dannet?") is answered by a sentence that shares one of
     # its two words ("Bandet ble dannet i 1981"): the answer names its subject another way.
     near_when = near if when and len(set(content_words(question))) <= 2 else near2
+    if duration:  # how long: the top 5 passages (3 across languages)
+        quantity_unmet = _duration_unmet(question, split, cross_language)
+    elif counts and not cross_language:  # how many of something
+        quantity_unmet = _count_unmet(question, split, counts)
+    else:
+        quantity_unmet = quantity and _quantity_unmet(question, near_when, when)
     return {
-        "quantity_unmet": float(_quantity_asked_unmet(question, hits, near_when, when=when, counts=counts,
-                                                      cross_language=cross_language)),
+        "quantity_unmet": float(quantity_unmet),
         "date_unmet": float(when and _date_unmet(question, near_when)),
         "money_unmet": float(asks[1] and not any(states_money(s) for s in near)),
         "person_unmet": float(asks[2] and _person_unmet(question, near, sentences)),
@@ -129,10 +136,9 @@ def answer_type_features(question: str, hits: Sequence[Hit], *, cross_language: 
     }
 
 
-def _sentences(hits: Sequence[Hit]) -> list[tuple[str, frozenset[str]]]:
-    """The sentences of the top 3 passages, each with its content words (split once per answer)."""
-    return [(sentence, frozenset(content_words(sentence)))
-            for hit in hits[:3] for a, b in sentence_spans(hit.text) for sentence in (hit.text[a:b],)]
+def _split(hits: Sequence[Hit], top: int) -> list[tuple[int, str]]:
+    """The sentences of the `top` passages, each with its passage's index."""
+    return [(i, hit.text[a:b]) for i, hit in enumerate(hits[:top]) for a, b in sentence_spans(hit.text)]
 
 
 def _near(question: str, sentences: Sequence[tuple[str, frozenset[str]]], min_shared: int = 1) -> list[str]:
@@ -140,17 +146,6 @@ def _near(question: str, sentences: Sequence[tuple[str, frozenset[str]]], min_sh
     terms = set(content_words(question))
     need = min(min_shared, len(terms))
     return [sentence for sentence, words in sentences if len(terms & words) >= need]
-
-
-def _quantity_asked_unmet(question: str, hits: Sequence[Hit], near2: Sequence[str], *, when: bool,
-                          counts: Sequence[str], cross_language: bool) -> bool:
-    """It asks how long (`_duration_unmet`), how many of something (`_count_unmet`, same language
-    only) or another quantity (`_quantity_unmet`), and the passages do not say."""
-    if asks_for_duration(question):
-        return _duration_unmet(question, hits, cross_language)
-    if counts and not cross_language:
-        return _count_unmet(question, hits, counts)
-    return asks_for_quantity(question) and _quantity_unmet(question, near2, when)
 
 
 def _quantity_unmet(question: str, near: Sequence[str], when: bool) -> bool:
@@ -172,35 +167,30 @@ def _states(sentence: str) -> bool:
     return not _CODE.search(sentence) and not sentence.rstrip().endswith("?")
 
 
-def _count_unmet(question: str, hits: Sequence[Hit], counts: Sequence[str]) -> bool:
+def _count_unmet(question: str, split: Sequence[tuple[int, str]], counts: Sequence[str]) -> bool:
     """No sentence of the top 5 passages states a number the question did not state beside a form
     of what it counts (`terms.counted`, `terms.same_word`) and of one more of its words: "Hvor
     mange dager ..." is not answered by "24 timer", nor "Hvor mange ansatte har NAV" by "Digdir
     har fem ansatte i teamet"."""
     asked = numbers(question)
     terms = _question_words(question, leave_out=counts[0])
-    for hit in hits[:5]:
-        for a, b in sentence_spans(hit.text):
-            sentence = hit.text[a:b]
-            if (numbers(sentence) - asked and _states(sentence) and _names_any(sentence, counts)
-                    and (_names_any(sentence, terms) or not terms)):
-                return False
-    return True
+    return not any(numbers(sentence) - asked and _names_any(tokens, counts)
+                   and (_names_any(tokens, terms) or not terms) for sentence, tokens in _stating(split, 5))
 
 
-def _duration_unmet(question: str, hits: Sequence[Hit], cross_language: bool) -> bool:
+def _duration_unmet(question: str, split: Sequence[tuple[int, str]], cross_language: bool) -> bool:
     """No sentence of the top passages (5; 3 across languages) states a length of time
     (`terms.states_duration`) beside a form of one of the question's words (across languages,
     anywhere): "Hvor lenge varer en administratortilgang" is answered by "tilgangen utløper
     etter ... (typisk 8 timer)"."""
     terms = _question_words(question)
-    for hit in hits[: 3 if cross_language else 5]:
-        for a, b in sentence_spans(hit.text):
-            sentence = hit.text[a:b]
-            if (states_duration(sentence) and _states(sentence)
-                    and (cross_language or _names_any(sentence, terms))):
-                return False
-    return True
+    return not any(states_duration(sentence) and (cross_language or _names_any(tokens, terms))
+                   for sentence, tokens in _stating(split, 3 if cross_language else 5))
+
+
+def _stating(split: Sequence[tuple[int, str]], top: int) -> Iterator[tuple[str, list[str]]]:
+    """The sentences of the `top` passages that can state a fact (`_states`), with their words."""
+    return ((sentence, words(sentence)) for i, sentence in split if i < top and _states(sentence))
 
 
 def _question_words(question: str, leave_out: str = "") -> list[str]:
@@ -208,9 +198,9 @@ def _question_words(question: str, leave_out: str = "") -> list[str]:
     return [w for w in dict.fromkeys(words(question)) if w not in STOPWORDS and len(w) > 1 and w != leave_out]
 
 
-def _names_any(sentence: str, wanted: Sequence[str]) -> bool:
-    """Does `sentence` hold a form of one of `wanted` (`terms.same_word`)?"""
-    return any(same_word(w, x) for x in words(sentence) for w in wanted)
+def _names_any(tokens: Sequence[str], wanted: Sequence[str]) -> bool:
+    """Do `tokens` (a sentence's `terms.words`) hold a form of one of `wanted` (`terms.same_word`)?"""
+    return any(same_word(w, x) for x in tokens for w in wanted)
 
 
 def _date_unmet(question: str, near: Sequence[str]) -> bool:

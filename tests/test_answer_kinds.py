@@ -9,7 +9,7 @@ from assistant.answer_kinds import kinds_asked
 from assistant.compose import refusal_features, should_refuse
 from assistant.terms import (asks_for_duration, asks_for_money, asks_for_quantity, asks_for_role, counted, numbers,
                              same_word, states_duration, states_money)
-from tests.test_compose import BagEmbedder, make_hits
+from fakes import BagEmbedder, make_hits
 
 
 def features(question: str, paragraphs: list[str], *, lang: str = "nb", doc_id: str = "ks-artikkel/seed.txt",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from assistant.compose import (
@@ -23,40 +21,13 @@ from assistant.compose import (
 )
 from assistant.terms import content_words
 from assistant.types import Answer, Citation, Hit
+from fakes import BagEmbedder, make_hits
 
 ROOT = Path(__file__).parents[1]
 SEED = ROOT / "corpus" / "en-innovasjonskraft-a-regne-med.txt"
 SHARED = ROOT.parent / "shared"
 
 
-class BagEmbedder:
-    """Deterministic: each content-word stem adds a fixed pseudo-random vector. Counts its calls."""
-
-    model_id = "fake-bag"
-    dimension = 64
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.texts = 0
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.calls += 1
-        self.texts += len(texts)
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for i, text in enumerate(texts):
-            text = re.sub(r"^(query|passage): ", "", text)
-            for w in content_words(text):
-                seed = int.from_bytes(hashlib.sha256(w.encode()).digest()[:4], "little")
-                out[i] += np.random.default_rng(seed).standard_normal(self.dimension)
-            out[i] += 0.3  # a shared component, so unrelated texts have a small positive cosine
-            out[i] /= np.linalg.norm(out[i])
-        return out
-
-
-def make_hits(paragraphs: list[str], *, doc_id: str = "ks-artikkel/seed.txt", title: str = "En innovasjonskraft",
-              lang: str = "nb", headings: tuple[str, ...] = ("Innovasjon",), page: int | None = None) -> list[Hit]:
-    return [Hit(chunk_id=i, doc_id=doc_id, title=title, text=p, start=0, end=len(p), headings=headings,
-                page=page, score=1.0 / (i + 1), rank=i + 1, lang=lang) for i, p in enumerate(paragraphs)]
 
 
 def seed_paragraphs() -> list[str]:
