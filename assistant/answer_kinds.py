@@ -50,8 +50,10 @@ KINDS: tuple[Kind, ...] = (
          re.compile(r"\b(?:vant|vann)\b(?!\s+til)|\b(?:vinner\w*|won|winners?|tildelt|awarded|prisvinner\w*|"
                     r"gikk til|went to)\b", _I)),
     Kind("first",
+         # not the first step of a procedure: "Hva er det første vi bør sjekke?", "the first thing to do"
          re.compile(r"\b(?:was|were|is|are|var|ble|er)\s+(?:the\s+|den\s+|det\s+)?(?:very\s+)?(?:first|første|"
-                    r"først)\b|\b(?:first|første)\s+(?:kommune\w*|municipalit\w*|fylke\w*|county|etat\w*|agency|"
+                    r"først)\b(?!\s+(?:thing|things|step|steps|steg|trinn|vi|du|man|jeg|we|you|i|one)\b)|"
+                    r"\b(?:first|første)\s+(?:kommune\w*|municipalit\w*|fylke\w*|county|etat\w*|agency|"
                     r"virksomhet\w*|organisation\w*|organization\w*)\b", _I),
          re.compile(r"\b(?:first|første|først|pioneer\w*|pioner\w*|earliest|tidligst)\b", _I)),
     # a superlative over named options ("Hvilken e-ID brukes mest, BankID eller MinID?"), or a comparative

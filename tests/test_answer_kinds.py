@@ -138,6 +138,9 @@ def test_kinds_asked() -> None:
     assert names("Hvor skal en innbygger sende klagen?") == []
     assert names("Er brukerne vant til begrepet?") == []
     assert names("Hva er det viktigste rådet?") == []
+    # the first step of a procedure is not "who was first"
+    assert names("Arkivet får ikke e-postene. Hva er det første vi bør sjekke?") == []
+    assert names("What is the first thing we should check?") == []
 
 
 def test_each_kind_is_refused_without_its_answer_and_answered_with_it() -> None:
