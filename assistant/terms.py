@@ -117,6 +117,11 @@ _DATE_WORDS = frozenset(
 )
 _CLOCK = re.compile(r"\b\d{1,2}[:.]\d{2}\b(?![.:]\d)")  # 07:15, 7.15; not part of 12.03.2025
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
+# An earlier year after a word that places it in time ("i 1818", "omkring 1830", "fram til 1704"), a
+# century ("på 1400-tallet"), and a decade ("1990-tallet").
+_EARLY_YEAR = re.compile(r"\b(?:i|år|året|fra|til|rundt|omkring|ca\.?|cirka|siden|før|etter|innen|mellom|og|in|since|"
+                         r"from|to|until|till|by|around|before|after|between|and)\s+1\d{3}\b(?![.,-]\d|-)|"
+                         r"\b\d{2,4}-tallet\w*", re.IGNORECASE)
 _DAY_MONTH = re.compile(r"\b\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\b\d{4}-\d{2}-\d{2}\b")
 
 
@@ -128,11 +133,13 @@ def asks_for_date(question: str) -> bool:
 
 
 def dates(text: str) -> set[str]:
-    """Tokens that place something in time: years (1900-2099), months, seasons, weekdays, quarters,
+    """Tokens that place something in time: years (1900-2099, and earlier after "i", "omkring", "til"
+    ...), centuries and decades ("1400-tallet"), months, seasons, weekdays, quarters,
     dates and clock times written with digits ("12.03.2025", "2025-03-12", "07:15"), times of day
     and how often ("klokka seks", "hver time", "daily"), and the days, weeks and months a time is
     counted in ("if more than a month goes by", "innen tre uker")."""
     found = {w for w in (m.group().lower() for m in _WORD.finditer(text)) if w in _DATE_WORDS or _YEAR.match(w)}
+    found |= {m.group().split()[-1].lower() for m in _EARLY_YEAR.finditer(text)}
     return found | {m.group() for m in _DAY_MONTH.finditer(text)} | {m.group() for m in _CLOCK.finditer(text)}
 
 

@@ -331,6 +331,10 @@ def test_a_when_question_needs_a_point_in_time_near_its_words() -> None:
     assert dates("Ferja går hver time fra klokka seks, første kl 07:15.") == {"time", "klokka", "kl", "07:15"}
     assert dates("Du får svar innen tre uker.") == {"uker"}  # a when answered by how long until
     assert dates("versjon 2 har 300 komponenter, og vår tjeneste may change") == set()
+    # a year before 1900 after a word that places it in time, a century, a decade; not an amount
+    assert dates("Slo igjennom omkring 1830, fram til 1704, på 1400-tallet og 1990-tallet") == {
+        "1830", "1704", "1400-tallet", "1990-tallet"}
+    assert dates("Det koster 1500 kroner, og porten er 1443.") == set()
     hits = make_hits([
         "Første versjon av Designsystemet ble lansert i mars 2025.",
         "Versjon 2 av Designsystemet får nye komponenter.",
