@@ -138,6 +138,7 @@ def dates(text: str) -> set[str]:
     dates and clock times written with digits ("12.03.2025", "2025-03-12", "07:15"), times of day
     and how often ("klokka seks", "hver time", "daily"), and the days, weeks and months a time is
     counted in ("if more than a month goes by", "innen tre uker")."""
+    text = _LABEL.sub(" ", text)  # "versjon 0.63" and "v1.0.0" are not clock times or dates
     found = {w for w in (m.group().lower() for m in _WORD.finditer(text)) if w in _DATE_WORDS or _YEAR.match(w)}
     found |= {m.group().split()[-1].lower() for m in _EARLY_YEAR.finditer(text)}
     return found | {m.group() for m in _DAY_MONTH.finditer(text)} | {m.group() for m in _CLOCK.finditer(text)}

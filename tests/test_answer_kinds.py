@@ -80,12 +80,16 @@ def test_a_leading_when_clause_is_not_a_when_question() -> None:
     assert f["date_unmet"] == 0.0 and f["quantity_unmet"] == 0.0
 
 
-def test_a_short_when_question_is_near_a_sentence_sharing_one_of_its_words() -> None:
+def test_a_when_question_is_near_a_sentence_sharing_one_of_its_words() -> None:
     passages = ["Pantera var et amerikansk heavy metal-band fra Texas.", "Bandet ble dannet i 1981."]
     f = features("Når ble Pantera dannet?", passages)
     assert f["date_unmet"] == 0.0 and f["quantity_unmet"] == 0.0
-    # a longer one still needs two of its words in one sentence
-    assert features("Når ble Pantera dannet i Arlington?", passages)["date_unmet"] == 1.0
+    passages = ["The Beatles var et britisk band.", "Det store gjennombruddet i Storbritannia kom i 1963."]
+    assert features("Når ble The Beatles ordentlig kjent i Storbritannia?", passages)["date_unmet"] == 0.0
+    # a sentence that shares none of its words is not near; a version number is no point in time
+    assert features("Når ble Pantera oppløst?", ["Albumet kom ut i 1990."])["date_unmet"] == 1.0
+    passages = ["På et tidspunkt låste vi versjon 0.63 av Designsystemet.", "Versjon 1.0.0 har nye komponenter."]
+    assert features("Når kommer versjon 2 av Designsystemet?", passages)["date_unmet"] == 1.0
 
 
 def test_price_questions_and_free_answers() -> None:
