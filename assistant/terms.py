@@ -366,11 +366,23 @@ _NORWEGIAN_FORMS = {
 
 
 def mentions(text: str, word: str) -> bool:
-    """Does `text` contain `word`, allowing an inflected ending ("Oslo" in "Oslos", "Bergen" in "Bergens")
-    and, for the few English names whose Norwegian form differs, that form ("Norway": "Norge")?"""
+    """Does `text` contain `word`, allowing an inflected ending ("Oslo" in "Oslos", "Bergen" in "Bergens"),
+    for the few English names whose Norwegian form differs, that form ("Norway": "Norge"), and one
+    letter typed wrong, left out or added in a name of four letters or more ("Nortaship": "Nortraship")?"""
     lowered = text.lower()
     for w in (word.lower(), *_NORWEGIAN_FORMS.get(word.lower(), ())):
         stem_ = w[: max(4, len(w) - 2)] if len(w) > 4 else w
         if re.search(_NO_LETTER_BEFORE + re.escape(stem_), lowered):
             return True
-    return False
+    w = word.lower()
+    return len(w) >= 4 and any(t[0] == w[0] and _one_edit(w, t) for t in set(words(lowered)) if len(t) >= 4)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Is `b` `a` with at most one letter changed, left out or added?"""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return a[i + 1:] == b[i + 1:] or a[i:] == b[i + 1:] or a[i + 1:] == b[i:]

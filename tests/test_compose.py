@@ -284,6 +284,9 @@ def test_names_with_another_norwegian_form_count_as_mentioned() -> None:
     assert mentions("Skopet er kommunal sektor i Norge.", "Norway")
     assert mentions("Bruk av KI-verktøy oppfordres.", "AI")
     assert mentions("Bergens kommune", "Bergen") and not mentions("Kommunene i Trøndelag", "Bergen")
+    # one letter typed wrong, left out or added, in a name of four letters or more
+    assert mentions("Nortraship var en organisasjon.", "Nortaship") and mentions("Bodø er en by.", "Bådø")
+    assert not mentions("Moss kommune", "Mosjøen") and not mentions("Olso", "Oslo") and not mentions("Ål", "Ås")
 
 
 def test_a_compound_on_a_name_is_about_the_name() -> None:
