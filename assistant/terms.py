@@ -245,13 +245,17 @@ _PRICE_ASKED = re.compile(
     r"^\s*(?:hva|kva|what)\s+(?:is|are|was|er|blir|var)\s+(?:the\s+|den\s+|det\s+)?(?:\w+\s+)?"
     r"(?:fee|fees|price|cost|charge|gebyr\w*|pris\w*|avgift\w*|kostnad\w*)\b", re.IGNORECASE)
 
+# "Hvilken pris mottok hun i 1972?", "Which prize did they win?": an award, not a price.
+_PRIZE = re.compile(r"\b(?:hvilken|hvilke|which|what)\s+(?:\w+\s+)?(?:pris|prisen|priser|prize|prizes|award|awards)\s+"
+                    r"(?:mottok|fikk|vant|vann|har|hadde|ble|received|won|got|did|has|have|was)\b", re.IGNORECASE)
+
 
 def asks_for_money(question: str) -> bool:
     """Does the question ask what something costs, pays or is budgeted ("Hva koster ...", "How much did X pay")?
 
-    A count ("Hvor mange priser deles ut?") is not an amount of money.
+    A count ("Hvor mange priser deles ut?") is not an amount of money, nor a prize ("Hvilken pris mottok hun?").
     """
-    return (bool(_MONEY.search(question)) and not _COUNT.search(question)
+    return (bool(_MONEY.search(question)) and not _COUNT.search(question) and not _PRIZE.search(question)
             and (asks_for_quantity(question) or bool(_AMOUNT.search(question)) or bool(_PRICE_ASKED.search(question))))
 
 

@@ -97,6 +97,8 @@ def test_price_questions_and_free_answers() -> None:
     assert asks_for_money("Hva betaler en kommune per innlogging?")
     assert not asks_for_money("Hva skjer hvis jeg ikke kan betale husleien?")
     assert not asks_for_money("Hvor mange priser deles ut?")
+    assert not asks_for_money("Hvilken pris mottok Kaare Norum i 1972?")  # an award
+    assert asks_for_money("Hva er prisen per brev når kommunen sender post?")
     assert states_money("Using ELMA is free of charge for approved access points.") and states_money("Det er gratis.")
     assert not states_money("ELMA is used by access points.")
     # a yes/no question asks for no number ...
