@@ -76,6 +76,10 @@ KINDS: tuple[Kind, ...] = (
                     r"fant sted|foregår|foregikk|held|hosted|take place|takes place|took place)\b", _I),
          re.compile(r"\b(?:i|på|in|at|hos)\s+[A-ZÆØÅ][\w-]+|\b(?:digitalt|digital|online|nett|Teams|Zoom|"
                     r"strømm\w*|stream\w*)\b"), new_word=True),
+    Kind("release",  # "I hvilken versjon ...", "In which release will ... be removed?"
+         re.compile(r"\b(?:hvilken|hvilke|hvilket|which|what)\s+(?:\w+\s+)?(?:versjon|version|release|utgivelse)\b",
+                    _I),
+         re.compile(r"\b(?:versjon|version|release|utgivelse|v)\s*\.?\s*\d|\b\d+\.\d+(?:\.\d+)+\b", _I)),
     Kind("opening_hours",
          re.compile(r"\b(?:åpningstid\w*|opningstid\w*|opening hours|opening times)\b", _I),
          re.compile(r"\b\d{1,2}[:.]\d{2}\b|\bkl(?:\.|okka|okken)?\s*\d|\b(?:mandag|tirsdag|onsdag|torsdag|fredag|"

@@ -62,7 +62,7 @@ def content_words(text: str) -> list[str]:
 _QUANTITY = re.compile(
     r"\b(?:hvor (?:mange|mye|lenge|stor|høy)|kor (?:mange|mykje|lenge)|how (?:many|much|long)|antall|"
     r"number of|budsjett\w*|budget\w*|kost\w*|cost\w*|pris\w*|price\w*|prosent\w*|percent\w*|"
-    r"hvilket år|kva år|what year|population|befolkning\w*)\b|^\s*(?:når|when)\b",
+    r"hvilket år|kva år|what year|population|oppetid\w*|uptime|befolkning\w*)\b|^\s*(?:når|when)\b",
     re.IGNORECASE,
 )
 _NUMBER_WORDS = frozenset(
@@ -220,8 +220,11 @@ def words(text: str) -> list[str]:
     return [m.group().lower() for m in _WORD.finditer(text)]
 
 
+# "årsprisen", "lisensavgift", "etableringskostnad": a price in a compound (not "Innbyggerprisen", an award)
+_PRICE_COMPOUND = (r"(?:års|årlig|måneds|månedlig|time|dags|enhets|stykk|lisens|abonnements|bruks|engangs|etablerings|"
+                   r"oppstarts|drifts|tilknytnings|medlems)(?:pris|avgift|gebyr|kostnad)\w*")
 _MONEY = re.compile(
-    r"\b(?:avgift\w*|charges?|kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|"
+    r"\b(?:" + _PRICE_COMPOUND + r"|avgift\w*|charges?|kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|"
     r"bevilg\w*|amount|"
     r"beløp\w*|spend\w*|spent|surplus|overskudd\w*|underskudd\w*|deficit|gebyr\w*|fees?|lønn\w*|salary)\b",
     re.IGNORECASE,
@@ -243,7 +246,7 @@ _ADJECTIVE = re.compile(r"(?:ian|ish|ese|isk|sk|ske)$", re.IGNORECASE)
 _PRICE_ASKED = re.compile(
     r"^\s*(?:hva|kva|what)\s+(?:betaler|betalar|koster|kostar|costs?|pays?|charges?)\b|"
     r"^\s*(?:hva|kva|what)\s+(?:is|are|was|er|blir|var)\s+(?:the\s+|den\s+|det\s+)?(?:\w+\s+)?"
-    r"(?:fee|fees|price|cost|charge|gebyr\w*|pris\w*|avgift\w*|kostnad\w*)\b", re.IGNORECASE)
+    r"(?:fee|fees|price|cost|charge|gebyr\w*|pris\w*|avgift\w*|kostnad\w*|" + _PRICE_COMPOUND + r")\b", re.IGNORECASE)
 
 # "Hvilken pris mottok hun i 1972?", "Which prize did they win?": an award, not a price.
 _PRIZE = re.compile(r"\b(?:hvilken|hvilke|which|what)\s+(?:\w+\s+)?(?:pris|prisen|priser|prize|prizes|award|awards)\s+"
@@ -286,11 +289,14 @@ _ROLES = (
      ("styreleder", "styrets leder", "chair", "styreleiar")),
     (r"ordfører|ordførar|mayor", ("ordfører", "ordførar", "mayor")),
     (r"produkteier|product owner", ("produkteier", "product owner")),
+    (r"kontaktperson|contact person|point of contact", ("kontaktperson", "contact person", "point of contact")),
     (r"leder|leiar|sjef|head|leader", ("leder", "leiar", "sjef", "head", "leader", "ledet av", "ledes av",
                                        "direktør", "director", "styreleder", "chair")),
 )
 _ROLE_ASKED = [
-    (re.compile(r"^\s*(?:(?:hvem|kven)\s+(?:er|var|blir|ble|vert|vart)|who\s+(?:is|was|will be|'s))\s+"
+    # "Hvem er ...", "Hvem i KS er ...", "Who at Digdir is ..."
+    (re.compile(r"^\s*(?:(?:hvem|kven)(?:\s+(?:i|hos|ved|på)\s+[\w-]+)?\s+(?:er|var|blir|ble|vert|vart)|"
+                r"who(?:\s+(?:in|at)\s+[\w-]+)?\s+(?:is|was|will be|'s))\s+"
                 r"(?:(?:den|det|the)\s+)?(?:(?:nåværende|noverande|nye?|current|present|new)\s+)?"
                 r"(?:" + asked + r")(?:en|er|a|s)?\b", re.IGNORECASE), accepted)
     for asked, accepted in _ROLES

@@ -98,6 +98,8 @@ def test_price_questions_and_free_answers() -> None:
     assert not asks_for_money("Hva skjer hvis jeg ikke kan betale husleien?")
     assert not asks_for_money("Hvor mange priser deles ut?")
     assert not asks_for_money("Hvilken pris mottok Kaare Norum i 1972?")  # an award
+    assert asks_for_money("Hva er årsprisen for en kommune som vil bruke eFormidling?")  # a price in a compound
+    assert not asks_for_money("Hva er Innbyggerprisen?")
     assert asks_for_money("Hva er prisen per brev når kommunen sender post?")
     assert states_money("Using ELMA is free of charge for approved access points.") and states_money("Det er gratis.")
     assert not states_money("ELMA is used by access points.")
@@ -118,6 +120,20 @@ def test_a_name_may_be_the_documents_source() -> None:
     question = "Hvilken brukergruppe representerer Kim i Digdirs beskrivelse?"
     assert features(question, passages, doc_id="digdir__designsystemet/personas.mdx")["name_missing"] == 0.0
     assert features(question, passages, doc_id="ks-no__workshop-ai/personas.md")["name_missing"] == 1.0
+
+
+def test_a_contact_person_is_a_role() -> None:
+    question = "Hvem i KS er kontaktperson for Fiks Arkiv-spesifikasjonen?"
+    assert "kontaktperson" in asks_for_role(question)
+    assert "contact person" in asks_for_role("Who at Digdir is the contact person for ID-porten?")
+    without = ["Fiks Arkiv-spesifikasjonen forvaltes av KS Digital, og Kari Nordmann har skrevet wikien."]
+    assert features(question, without)["role_unmet"] == 1.0
+    assert features(question, ["Kontaktperson for Fiks Arkiv i KS er Kari Nordmann."])["role_unmet"] == 0.0
+
+
+def test_uptime_asks_for_a_number() -> None:
+    assert asks_for_quantity("What uptime does Digdir guarantee for ID-porten logins?")
+    assert asks_for_quantity("Hvilken oppetid har ID-porten?")
 
 
 def test_the_head_of_an_organisation_is_not_a_department_director() -> None:
@@ -169,6 +185,9 @@ def test_each_kind_is_refused_without_its_answer_and_answered_with_it() -> None:
         ("Hva er åpningstidene på NAV-kontoret?",
          "Du kan møte opp på NAV-kontoret uten avtale.",
          "NAV-kontoret har åpent fra kl. 9 til 15 på hverdager."),
+        ("I hvilken versjon blir slett-knappen i ELMA fjernet?",
+         "Slett-knappen i ELMA står på feil sted i visningen.",
+         "Slett-knappen i ELMA fjernes i versjon 2.4."),
     ]
     for question, without, with_it in cases:
         assert features(question, [without])["kind_unmet"] == 1.0, question
