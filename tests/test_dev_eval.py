@@ -102,6 +102,16 @@ FRESH_SETS = [
     # against the session's start (unseen). Then a leading when-clause ("Når en administrator
     # aktiverer ..., hvor lenge ...?") stopped reading as a when-question: 9 and 1. Passage@5 0.90.
     ("fresh8_probes.jsonl", 0.40, 0.10, 0.85),
+    # Eighth session, measured once at its start (10, 1); then its rules were written on it (a
+    # procedure's first step is not "who was first": 10 and 0). Passage@5 0.80 (English 3 of 7).
+    ("fresh9_probes.jsonl", 0.45, 0.05, 0.75),
+    # Eighth session, measured once at its start and once after the date, name and prize mends, unseen
+    # both times (5, 1); then mended on it (contact person, compound prices, uptime, release): 9 and 1.
+    # Passage@5 0.90.
+    ("fresh10_probes.jsonl", 0.40, 0.10, 0.85),
+    # Eighth session, written after all its rules and measured once: 8 -> 9 refused, 1 -> 1 false
+    # against the session's start (unseen). Passage@5 0.95.
+    ("fresh11_probes.jsonl", 0.40, 0.10, 0.90),
 ]
 
 
