@@ -31,9 +31,9 @@ from typing import Iterator, Sequence
 from .answer_kinds import kinds_asked
 from .sentences import sentence_spans
 from .settings import Settings
+from .names import asks_for_role, mentions, names, names_role, question_names
 from .terms import (STOPWORDS, asks_for_date, asks_for_duration, asks_for_money, asks_for_person, asks_for_quantity,
-                    asks_for_role, content_words, counted, dates, mentions, names, names_role, numbers,
-                    question_names, same_word, states_duration, states_money, stem, words)
+                    content_words, counted, dates, numbers, same_word, states_duration, states_money, stem, words)
 from .types import Answer, Hit
 
 __all__ = ["REFUSAL", "DEFAULT_REFUSE_BELOW", "DEFAULT_REFUSE_BELOW_CROSS", "DEFAULT_LEXICAL_BELOW",
@@ -226,7 +226,7 @@ def _person_unmet(question: str, near: Sequence[str], sentences: Sequence[tuple[
 
 
 def _role_unmet(question: str, role: Sequence[str], sentences: Sequence[tuple[str, frozenset[str]]]) -> bool:
-    """No sentence names the role (`terms.names_role`) beside a name the question does not hold,
+    """No sentence names the role (`names.names_role`) beside a name the question does not hold,
     while sharing a content word or a name with the question (besides the role)."""
     roles = tuple(r.lower() for r in role)
     asked = {w.lower() for w in question_names(question)} | {w.lower() for w in names(question)}

@@ -4,9 +4,8 @@
 suffix, so "søknaden" and "søknad" match. `asks_for_quantity` and `numbers`
 back the refusal rule "a question asking how many / how much / when needs a
 number in the passages"; `asks_for_money` / `states_money` ("how much does it
-cost" needs an amount in kroner), `asks_for_person` / `names` ("who" needs a
-name) and `question_names` / `mentions` (a place or name the question is
-about, "i Oslo", must occur in the passages) back the other answer-type rules;
+cost" needs an amount in kroner) and `asks_for_person` ("who" needs a name,
+`names.py`) back the other answer-type rules;
 `counted` / `same_word` ("how many X" needs a number beside a form of X) and
 `asks_for_duration` / `states_duration` ("how long" needs a length of time) too.
 Deliberately small and dependency-free; retrieval has its own analyser.
@@ -15,12 +14,10 @@ Deliberately small and dependency-free; retrieval has its own analyser.
 from __future__ import annotations
 
 import re
-from typing import Sequence
 
 __all__ = ["STOPWORDS", "stem", "content_words", "numbers", "main_question", "counted", "same_word", "words",
            "asks_for_duration", "states_duration", "asks_for_quantity", "asks_for_money", "states_money",
-           "asks_for_person", "asks_for_role", "names_role", "asks_for_date", "dates", "names",
-           "question_names", "mentions"]
+           "asks_for_person", "asks_for_date", "dates"]
 
 _WORD = re.compile(r"[0-9a-zæøåäöüéèàáóò]+(?:[-'][0-9a-zæøåäöüéèàáóò]+)*", re.IGNORECASE)
 _SUFFIXES = ("heten", "ene", "ane", "ens", "ing", "ers", "er", "en", "et", "ar", "a", "e", "s")
@@ -119,8 +116,8 @@ _CLOCK = re.compile(r"\b\d{1,2}[:.]\d{2}\b(?![.:]\d)")  # 07:15, 7.15; not part 
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 # An earlier year after a word that places it in time ("i 1818", "omkring 1830", "fram til 1704"), a
 # century ("på 1400-tallet"), and a decade ("1990-tallet").
-_EARLY_YEAR = re.compile(r"\b(?:i|år|året|fra|til|rundt|omkring|ca\.?|cirka|siden|før|etter|innen|mellom|og|in|since|"
-                         r"from|to|until|till|by|around|before|after|between|and)\s+1\d{3}\b(?![.,-]\d|-)|"
+_EARLY_YEAR = re.compile(r"\b(?:i|år|året|fra|til|rundt|omkring|ca\.?|cirka|siden|før|etter|innen|mellom|og|"
+                         r"in|since|from|to|until|till|by|around|before|after|between|and)\s+1\d{3}\b(?![.,-]\d|-)|"
                          r"\b\d{2,4}-tallet\w*", re.IGNORECASE)
 _DAY_MONTH = re.compile(r"\b\d{1,2}\.\s?\d{1,2}\.(?:\s?\d{2,4})?|\b\d{4}-\d{2}-\d{2}\b")
 
@@ -221,11 +218,11 @@ def words(text: str) -> list[str]:
 
 
 # "årsprisen", "lisensavgift", "etableringskostnad": a price in a compound (not "Innbyggerprisen", an award)
-_PRICE_COMPOUND = (r"(?:års|årlig|måneds|månedlig|time|dags|enhets|stykk|lisens|abonnements|bruks|engangs|etablerings|"
-                   r"oppstarts|drifts|tilknytnings|medlems)(?:pris|avgift|gebyr|kostnad)\w*")
+_PRICE_COMPOUND = (r"(?:års|årlig|måneds|månedlig|time|dags|enhets|stykk|lisens|abonnements|bruks|engangs|"
+                   r"etablerings|oppstarts|drifts|tilknytnings|medlems)(?:pris|avgift|gebyr|kostnad)\w*")
 _MONEY = re.compile(
-    r"\b(?:" + _PRICE_COMPOUND + r"|avgift\w*|charges?|kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|betal\w*|pay|pays|paid|"
-    r"bevilg\w*|amount|"
+    r"\b(?:" + _PRICE_COMPOUND + r"|avgift\w*|charges?|kost\w*|pris\w*|price\w*|cost\w*|budget\w*|budsjett\w*|"
+    r"betal\w*|pay|pays|paid|bevilg\w*|amount|"
     r"beløp\w*|spend\w*|spent|surplus|overskudd\w*|underskudd\w*|deficit|gebyr\w*|fees?|lønn\w*|salary)\b",
     re.IGNORECASE,
 )
@@ -238,19 +235,19 @@ _FREE = re.compile(r"\b(?:gratis|kostnadsfri\w*|vederlagsfri\w*|free of charge|a
                    r"no (?:cost|charge|fee)s?|uten (?:kostnad|betaling)\w*|ingen (?:kostnad|avgift)\w*)\b",
                    re.IGNORECASE)
 _PERSON = re.compile(r"^\s*(?:hvem|kven|who)\b", re.IGNORECASE)
-# "Norwegian", "English", "Swedish": capitalised in English, but adjectives, not names.
-_ADJECTIVE = re.compile(r"(?:ian|ish|ese|isk|sk|ske)$", re.IGNORECASE)
 
 
 # "Hva betaler en kommune ...", "What is the annual fee ...": asking for a price without "how much".
 _PRICE_ASKED = re.compile(
     r"^\s*(?:hva|kva|what)\s+(?:betaler|betalar|koster|kostar|costs?|pays?|charges?)\b|"
     r"^\s*(?:hva|kva|what)\s+(?:is|are|was|er|blir|var)\s+(?:the\s+|den\s+|det\s+)?(?:\w+\s+)?"
-    r"(?:fee|fees|price|cost|charge|gebyr\w*|pris\w*|avgift\w*|kostnad\w*|" + _PRICE_COMPOUND + r")\b", re.IGNORECASE)
+    r"(?:fee|fees|price|cost|charge|gebyr\w*|pris\w*|avgift\w*|kostnad\w*|" + _PRICE_COMPOUND + r")\b",
+    re.IGNORECASE)
 
 # "Hvilken pris mottok hun i 1972?", "Which prize did they win?": an award, not a price.
-_PRIZE = re.compile(r"\b(?:hvilken|hvilke|which|what)\s+(?:\w+\s+)?(?:pris|prisen|priser|prize|prizes|award|awards)\s+"
-                    r"(?:mottok|fikk|vant|vann|har|hadde|ble|received|won|got|did|has|have|was)\b", re.IGNORECASE)
+_PRIZE = re.compile(r"\b(?:hvilken|hvilke|which|what)\s+(?:\w+\s+)?(?:pris|prisen|priser|prize|prizes|award|"
+                    r"awards)\s+(?:mottok|fikk|vant|vann|har|hadde|ble|received|won|got|did|has|have|was)\b",
+                    re.IGNORECASE)
 
 
 def asks_for_money(question: str) -> bool:
@@ -272,127 +269,3 @@ def states_money(sentence: str) -> bool:
 def asks_for_person(question: str) -> bool:
     """Does the question ask who ("Hvem ...", "Who ...")?"""
     return bool(_PERSON.search(question))
-
-
-# "Who is the CEO / the mayor / the head of ...": the role asked for, and the words a passage may name
-# that role with (either language; matched as a word, perhaps inflected: `names_role`). Questions whose role word is a verb other than
-# "hvem leder" / "who heads" / "who leads" (who is leading, who should lead, who runs) are not role
-# questions: "Who runs the SML?" asks for an operator ("managed by OpenPEPPOL").
-_ROLES = (
-    # the head of an organisation: an English "director" of a department does not answer it
-    (r"administrerende direktør|adm\.? direktør|daglig leder|konsernsjef|ceo|chief executive|"
-     r"managing director|director[- ]general|executive director",
-     ("direktør", "director general", "director-general", "managing director", "executive director",
-      "daglig leder", "konsernsjef", "ceo", "chief executive")),
-    (r"direktør|director", ("direktør", "director", "daglig leder", "konsernsjef", "ceo", "chief executive")),
-    (r"styreleder|styrets leder|chair(?:man|woman|person)?(?: of the board)?",
-     ("styreleder", "styrets leder", "chair", "styreleiar")),
-    (r"ordfører|ordførar|mayor", ("ordfører", "ordførar", "mayor")),
-    (r"produkteier|product owner", ("produkteier", "product owner")),
-    (r"kontaktperson|contact person|point of contact", ("kontaktperson", "contact person", "point of contact")),
-    (r"leder|leiar|sjef|head|leader", ("leder", "leiar", "sjef", "head", "leader", "ledet av", "ledes av",
-                                       "direktør", "director", "styreleder", "chair")),
-)
-_ROLE_ASKED = [
-    # "Hvem er ...", "Hvem i KS er ...", "Who at Digdir is ..."
-    (re.compile(r"^\s*(?:(?:hvem|kven)(?:\s+(?:i|hos|ved|på)\s+[\w-]+)?\s+(?:er|var|blir|ble|vert|vart)|"
-                r"who(?:\s+(?:in|at)\s+[\w-]+)?\s+(?:is|was|will be|'s))\s+"
-                r"(?:(?:den|det|the)\s+)?(?:(?:nåværende|noverande|nye?|current|present|new)\s+)?"
-                r"(?:" + asked + r")(?:en|er|a|s)?\b", re.IGNORECASE), accepted)
-    for asked, accepted in _ROLES
-] + [(re.compile(r"^\s*(?:(?:hvem|kven)\s+(?:leder|leiar)|who\s+(?:heads|leads))\b", re.IGNORECASE),
-      (*_ROLES[-1][1], "leads", "led by", "heads"))]
-
-
-def asks_for_role(question: str) -> tuple[str, ...]:
-    """The words that name the role a question asks the holder of ("Hvem er ordfører i ...":
-    ordfører, mayor), or () when it asks for none."""
-    for pattern, accepted in _ROLE_ASKED:
-        if pattern.search(question):
-            return accepted
-    return ()
-
-
-_NO_LETTER_BEFORE = r"(?<![0-9a-zæøåäöüéèàáóò])"
-_ROLE_END = r"(?:en|er|ene|ens|s|'s|a|ar|ane)?(?![0-9a-zæøåäöüéèàáóò])"  # "direktøren", not "directorate"
-
-
-def names_role(sentence: str, role: Sequence[str]) -> bool:
-    """Does `sentence` use one of the words `role` (from `asks_for_role`), perhaps inflected?"""
-    lowered = sentence.lower()
-    return any(re.search(_NO_LETTER_BEFORE + re.escape(r.lower()) + _ROLE_END, lowered) for r in role)
-
-
-def _tokens(text: str) -> list[str]:
-    return [re.sub(r"'s$", "", m.group()) for m in _WORD.finditer(text)]
-
-
-def names(sentence: str, known: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    """Capitalised words of a sentence that are names: not the first word, unless `known` (lower case) has it.
-
-    `known` holds words seen capitalised inside a sentence elsewhere, so "Microsoft og ..." counts.
-    """
-    out = []
-    for i, w in enumerate(_tokens(sentence)):
-        if not w[0].isupper() or w.lower() in STOPWORDS or any(ch.isdigit() for ch in w):
-            continue
-        if i > 0 or w.lower() in known:
-            out.append(w)
-    return out
-
-
-_JOINERS = frozenset("and of for the".split())  # English names: "Directorate of Health"
-
-
-def question_names(question: str) -> list[str]:
-    """Names the question is about: capitalised words after the first ("i Oslo", "the CEO"),
-    and the name a hyphenated compound is built on ("KI-modellen": "KI").
-
-    Runs of capitalised words, also across "and", "of" ("Contact and Reservation Register",
-    "Tromsø Airport"), are left out, since an English question often translates a Norwegian
-    name, and so are adjectives such as "Norwegian".
-    """
-    words = _tokens(question)
-    out: list[str] = []
-    for i, w in enumerate(words):
-        if i == 0 or not w[0].isupper() or w.lower() in STOPWORDS or _ADJECTIVE.search(w):
-            continue
-        if any(words[j][:1].isupper() for j in (i - 2, i - 1, i + 1, i + 2)
-               if 0 < j < len(words) and (abs(j - i) == 1 or words[(i + j) // 2].lower() in _JOINERS)):
-            continue
-        head, _, tail = w.partition("-")
-        if tail[:1].islower():  # a compound on a name: "KS-artikkelen" is about KS, "NAV-kontoret" about NAV
-            w = head
-        if w not in out:
-            out.append(w)
-    return out
-
-
-# English names whose Norwegian form differs: an English question about "Norway" is answered by "Norge".
-_NORWEGIAN_FORMS = {
-    "norway": ("norge", "noreg", "norsk"), "europe": ("europa", "europeisk"), "sweden": ("sverige", "svensk"),
-    "denmark": ("danmark", "dansk"), "iceland": ("island", "islandsk"), "ai": ("ki",),
-}
-
-
-def mentions(text: str, word: str) -> bool:
-    """Does `text` contain `word`, allowing an inflected ending ("Oslo" in "Oslos", "Bergen" in "Bergens"),
-    for the few English names whose Norwegian form differs, that form ("Norway": "Norge"), and one
-    letter typed wrong, left out or added in a name of four letters or more ("Nortaship": "Nortraship")?"""
-    lowered = text.lower()
-    for w in (word.lower(), *_NORWEGIAN_FORMS.get(word.lower(), ())):
-        stem_ = w[: max(4, len(w) - 2)] if len(w) > 4 else w
-        if re.search(_NO_LETTER_BEFORE + re.escape(stem_), lowered):
-            return True
-    w = word.lower()
-    return len(w) >= 4 and any(t[0] == w[0] and _one_edit(w, t) for t in set(words(lowered)) if len(t) >= 4)
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """Is `b` `a` with at most one letter changed, left out or added?"""
-    if abs(len(a) - len(b)) > 1:
-        return False
-    i = 0
-    while i < min(len(a), len(b)) and a[i] == b[i]:
-        i += 1
-    return a[i + 1:] == b[i + 1:] or a[i:] == b[i + 1:] or a[i + 1:] == b[i:]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from assistant.answer_kinds import kinds_asked
 from assistant.compose import refusal_features, should_refuse
-from assistant.terms import (asks_for_duration, asks_for_money, asks_for_quantity, asks_for_role, counted, numbers,
-                             same_word, states_duration, states_money)
+from assistant.names import asks_for_role
+from assistant.terms import (asks_for_duration, asks_for_money, asks_for_quantity, counted, numbers, same_word,
+                             states_duration, states_money)
 from fakes import BagEmbedder, make_hits
 
 

@@ -278,7 +278,7 @@ def test_answer_type_rules_refuse_a_missing_amount_name_or_place() -> None:
 
 
 def test_names_with_another_norwegian_form_count_as_mentioned() -> None:
-    from assistant.terms import mentions, question_names
+    from assistant.names import mentions, question_names
 
     assert question_names("What is the scope of the white paper for municipalities in Norway?") == ["Norway"]
     assert mentions("Skopet er kommunal sektor i Norge.", "Norway")
@@ -290,7 +290,7 @@ def test_names_with_another_norwegian_form_count_as_mentioned() -> None:
 
 
 def test_a_compound_on_a_name_is_about_the_name() -> None:
-    from assistant.terms import question_names
+    from assistant.names import question_names
 
     assert question_names("Er det KI-modellen som fatter vedtakene i KS sin KI-sandkasse?") == ["KI", "KS"]
     assert question_names("Hva er telefonnummeret til NAV-kontoret i Bergen?") == ["NAV", "Bergen"]
@@ -298,7 +298,7 @@ def test_a_compound_on_a_name_is_about_the_name() -> None:
 
 
 def test_a_role_question_needs_that_role_and_a_name_in_one_sentence() -> None:
-    from assistant.terms import asks_for_role
+    from assistant.names import asks_for_role
 
     assert asks_for_role("Hvem er administrerende direktør i KS?")
     assert asks_for_role("Who is the current chief executive of KS?")
