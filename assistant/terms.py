@@ -37,11 +37,12 @@ STOPWORDS = frozenset(
 
 
 def stem(word: str) -> str:
-    """A light stem for Norwegian and English: lower case, one common suffix removed."""
+    """A light stem for Norwegian and English: lower case, one common suffix removed (with the hyphen
+    that joins it to an abbreviation: "vCPU-er" and "vCPUer" are both "vcpu")."""
     w = word.lower()
     for suffix in _SUFFIXES:
         if len(w) - len(suffix) >= 4 and w.endswith(suffix):
-            return w[: -len(suffix)]
+            return w[: -len(suffix)].rstrip("-")
     return w
 
 

@@ -22,6 +22,7 @@ def features(question: str, paragraphs: list[str], *, lang: str = "nb", doc_id: 
 def test_forms_of_one_word_and_compounds_on_it_match() -> None:
     assert same_word("søknaden", "søknad") and same_word("leverer", "leveres")
     assert same_word("virkedager", "dager") and same_word("administratortilgang", "tilgangen")
+    assert same_word("vcpu-er", "vcpuer") and same_word("api-er", "api")  # an abbreviation's inflection
     assert not same_word("organisasjoner", "virksomheter") and not same_word("prosess", "prosjekt")
     assert not same_word("kommune", "kom")  # a head word needs four letters
 

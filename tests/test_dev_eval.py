@@ -110,8 +110,12 @@ FRESH_SETS = [
     # Passage@5 0.90.
     ("fresh10_probes.jsonl", 0.40, 0.10, 0.85),
     # Eighth session, written after all its rules and measured once: 8 -> 9 refused, 1 -> 1 false
-    # against the session's start (unseen). Passage@5 0.95.
-    ("fresh11_probes.jsonl", 0.40, 0.10, 0.90),
+    # against the session's start (unseen); then "vCPU-er" became a form of "vCPUer": 9 and 0.
+    # Passage@5 0.95.
+    ("fresh11_probes.jsonl", 0.40, 0.05, 0.90),
+    # Eighth session, written last and measured once, the same with the session's rules as without
+    # them: 6 refused, 3 false (two with the passage outside the top 5 or 10). Passage@5 0.75.
+    ("fresh12_probes.jsonl", 0.25, 0.15, 0.70),
 ]
 
 
