@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from .terms import _WORD, STOPWORDS, words
+from .terms import STOPWORDS, tokens, words
 
 __all__ = ["asks_for_role", "names_role", "names", "question_names", "mentions"]
 
@@ -22,8 +22,8 @@ _ADJECTIVE = re.compile(r"(?:ian|ish|ese|isk|sk|ske)$", re.IGNORECASE)
 
 # "Who is the CEO / the mayor / the head of ...": the role asked for, and the words a passage may name
 # that role with (either language; matched as a word, perhaps inflected: `names_role`). Questions whose
-# role word is a verb other than "hvem leder" / "who heads" / "who leads" (who is leading, who should lead, who runs) are not role
-# questions: "Who runs the SML?" asks for an operator ("managed by OpenPEPPOL").
+# role word is a verb other than "hvem leder" / "who heads" / "who leads" (who is leading, who should
+# lead, who runs) are not role questions: "Who runs the SML?" asks for an operator ("managed by OpenPEPPOL").
 _ROLES = (
     # the head of an organisation: an English "director" of a department does not answer it
     (r"administrerende direktør|adm\.? direktør|daglig leder|konsernsjef|ceo|chief executive|"
@@ -69,17 +69,13 @@ def names_role(sentence: str, role: Sequence[str]) -> bool:
     return any(re.search(_NO_LETTER_BEFORE + re.escape(r.lower()) + _ROLE_END, lowered) for r in role)
 
 
-def _tokens(text: str) -> list[str]:
-    return [re.sub(r"'s$", "", m.group()) for m in _WORD.finditer(text)]
-
-
 def names(sentence: str, known: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Capitalised words of a sentence that are names: not the first word, unless `known` (lower case) has it.
 
     `known` holds words seen capitalised inside a sentence elsewhere, so "Microsoft og ..." counts.
     """
     out = []
-    for i, w in enumerate(_tokens(sentence)):
+    for i, w in enumerate(tokens(sentence)):
         if not w[0].isupper() or w.lower() in STOPWORDS or any(ch.isdigit() for ch in w):
             continue
         if i > 0 or w.lower() in known:
@@ -98,13 +94,13 @@ def question_names(question: str) -> list[str]:
     "Tromsø Airport"), are left out, since an English question often translates a Norwegian
     name, and so are adjectives such as "Norwegian".
     """
-    words = _tokens(question)
+    toks = tokens(question)
     out: list[str] = []
-    for i, w in enumerate(words):
+    for i, w in enumerate(toks):
         if i == 0 or not w[0].isupper() or w.lower() in STOPWORDS or _ADJECTIVE.search(w):
             continue
-        if any(words[j][:1].isupper() for j in (i - 2, i - 1, i + 1, i + 2)
-               if 0 < j < len(words) and (abs(j - i) == 1 or words[(i + j) // 2].lower() in _JOINERS)):
+        if any(toks[j][:1].isupper() for j in (i - 2, i - 1, i + 1, i + 2)
+               if 0 < j < len(toks) and (abs(j - i) == 1 or toks[(i + j) // 2].lower() in _JOINERS)):
             continue
         head, _, tail = w.partition("-")
         if tail[:1].islower():  # a compound on a name: "KS-artikkelen" is about KS, "NAV-kontoret" about NAV

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "main_question", "counted", "same_word", "words",
+__all__ = ["STOPWORDS", "stem", "content_words", "numbers", "main_question", "counted", "same_word", "words", "tokens",
            "asks_for_duration", "states_duration", "asks_for_quantity", "asks_for_money", "states_money",
            "asks_for_person", "asks_for_date", "dates"]
 
@@ -216,6 +216,11 @@ def same_word(a: str, b: str) -> bool:
 def words(text: str) -> list[str]:
     """The lower-case words of `text` (no stems, stop words kept)."""
     return [m.group().lower() for m in _WORD.finditer(text)]
+
+
+def tokens(text: str) -> list[str]:
+    """The words of `text` as written (case kept, for names), without an English possessive "'s"."""
+    return [re.sub(r"'s$", "", m.group()) for m in _WORD.finditer(text)]
 
 
 # "årsprisen", "lisensavgift", "etableringskostnad": a price in a compound (not "Innbyggerprisen", an award)
