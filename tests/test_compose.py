@@ -28,8 +28,6 @@ SEED = ROOT / "corpus" / "en-innovasjonskraft-a-regne-med.txt"
 SHARED = ROOT.parent / "shared"
 
 
-
-
 def seed_paragraphs() -> list[str]:
     text = SEED.read_text(encoding="utf-8")
     return [p.strip() for p in text.split("\n\n") if len(p.strip()) > 150]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any, Iterator
 
 from ..errors import ReadError
@@ -85,5 +86,5 @@ def _title(titles: list[str]) -> str | None:
     ("AppHeader.title" and "Informasjon.title": "Søknad om økonomisk sosialhjelp")."""
     if not titles:
         return None
-    best = max(set(titles), key=lambda t: (titles.count(t), -titles.index(t)))
-    return best if titles.count(best) >= 2 else None
+    best, count = Counter(titles).most_common(1)[0]  # on a tie, the first seen
+    return best if count >= 2 else None
